@@ -1,0 +1,219 @@
+// Package config owns Myelin's typed configuration: the YAML schema, its
+// defaults, and Verify, which reports every problem at once so an admin can
+// fix a config file in one pass.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole server configuration. The commented default lives in
+// config.yaml at the repository root.
+type Config struct {
+	ServerName string `yaml:"server_name"`
+	// PublicBaseURL is what /.well-known/matrix/client advertises; empty means
+	// https://<server_name>.
+	PublicBaseURL string `yaml:"public_base_url"`
+	// DataDir holds generated secrets (signing key, token secret), the SQLite
+	// database by default, and later the media store.
+	DataDir string `yaml:"data_dir"`
+
+	Listeners    Listeners    `yaml:"listeners"`
+	Database     Database     `yaml:"database"`
+	Registration Registration `yaml:"registration"`
+	Auth         Auth         `yaml:"auth"`
+	RateLimits   RateLimits   `yaml:"rate_limits"`
+	Logging      Logging      `yaml:"logging"`
+	Metrics      Metrics      `yaml:"metrics"`
+}
+
+// Listeners are the addresses the server binds.
+type Listeners struct {
+	Client     string `yaml:"client"`     // Client-Server API, e.g. 127.0.0.1:8008
+	Federation string `yaml:"federation"` // Server-Server API, e.g. :8448 (empty disables)
+	// TLSCert/TLSKey serve the federation listener over TLS when both are set.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+}
+
+// Database selects the engine and its DSN.
+type Database struct {
+	Engine string `yaml:"engine"` // "sqlite" (default) or "postgres"
+	// DSN: a file path for sqlite (relative paths are under data_dir), a
+	// postgres:// URL or key=value string for postgres.
+	DSN string `yaml:"dsn"`
+	// MaxOpenConns bounds the PostgreSQL pool and the SQLite reader pool.
+	MaxOpenConns int `yaml:"max_open_conns"`
+}
+
+// Registration controls who may create accounts.
+type Registration struct {
+	// Enabled opens /register to anyone who completes the flows.
+	Enabled bool `yaml:"enabled"`
+	// RequireToken makes m.login.registration_token mandatory.
+	RequireToken bool `yaml:"require_token"`
+	// SharedSecret enables /_synapse/admin/v1/register. Empty disables it;
+	// never commit a real one.
+	SharedSecret string `yaml:"shared_secret"`
+}
+
+// Auth holds token and password settings.
+type Auth struct {
+	// PasswordHashCost is the bcrypt cost (4–31). 12 by default.
+	PasswordHashCost int `yaml:"password_hash_cost"`
+	// AccessTokenLifetime: 0 means access tokens do not expire. When set,
+	// clients that asked for refresh tokens get expiring access tokens.
+	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"`
+	// MinPasswordLength refuses shorter passwords with M_WEAK_PASSWORD.
+	MinPasswordLength int `yaml:"min_password_length"`
+}
+
+// Rate is a token bucket: PerSecond sustained, Burst at once.
+type Rate struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
+// RateLimits per action. Enabled false turns them all off (conformance runs).
+type RateLimits struct {
+	Enabled           bool `yaml:"enabled"`
+	RegistrationPerIP Rate `yaml:"registration_per_ip"`
+	LoginPerIP        Rate `yaml:"login_per_ip"`
+	FailedLoginPerAcc Rate `yaml:"failed_login_per_account"`
+}
+
+// Logging configures log/slog.
+type Logging struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Metrics exposes Prometheus metrics.
+type Metrics struct {
+	Enabled bool   `yaml:"enabled"`
+	Path    string `yaml:"path"` // served on the client listener
+}
+
+// Default returns the configuration used for anything config.yaml leaves out.
+func Default() Config {
+	return Config{
+		ServerName: "localhost",
+		DataDir:    "./data",
+		Listeners:  Listeners{Client: "127.0.0.1:8008", Federation: "127.0.0.1:8448"},
+		Database:   Database{Engine: "sqlite", DSN: "myelin.db", MaxOpenConns: 8},
+		Registration: Registration{
+			Enabled: false,
+		},
+		Auth: Auth{PasswordHashCost: 12, MinPasswordLength: 8},
+		RateLimits: RateLimits{
+			Enabled:           true,
+			RegistrationPerIP: Rate{PerSecond: 0.17, Burst: 3},
+			LoginPerIP:        Rate{PerSecond: 0.17, Burst: 3},
+			FailedLoginPerAcc: Rate{PerSecond: 0.17, Burst: 3},
+		},
+		Logging: Logging{Level: "info", Format: "text"},
+		Metrics: Metrics{Enabled: true, Path: "/metrics"},
+	}
+}
+
+// Load reads a YAML file over the defaults. Unknown keys are errors: a typo
+// in a config file must not silently fall back to a default.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	f, err := os.Open(path)
+	if err != nil {
+		return cfg, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Verify reports every configuration error at once, joined.
+func (c *Config) Verify() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.ServerName == "" {
+		bad("server_name: must be set")
+	} else if strings.ContainsAny(c.ServerName, " /@:!#") && !validHostPort(c.ServerName) {
+		bad("server_name: %q is not a valid server name (hostname[:port])", c.ServerName)
+	}
+	if c.DataDir == "" {
+		bad("data_dir: must be set")
+	}
+	if c.Listeners.Client == "" {
+		bad("listeners.client: must be set")
+	} else if _, _, err := net.SplitHostPort(c.Listeners.Client); err != nil {
+		bad("listeners.client: %v", err)
+	}
+	if c.Listeners.Federation != "" {
+		if _, _, err := net.SplitHostPort(c.Listeners.Federation); err != nil {
+			bad("listeners.federation: %v", err)
+		}
+	}
+	if (c.Listeners.TLSCert == "") != (c.Listeners.TLSKey == "") {
+		bad("listeners: tls_cert and tls_key must be set together")
+	}
+	switch c.Database.Engine {
+	case "sqlite", "postgres":
+	default:
+		bad("database.engine: %q is not one of sqlite, postgres", c.Database.Engine)
+	}
+	if c.Database.DSN == "" {
+		bad("database.dsn: must be set")
+	}
+	if c.Database.MaxOpenConns < 1 {
+		bad("database.max_open_conns: must be at least 1")
+	}
+	if c.Auth.PasswordHashCost < 4 || c.Auth.PasswordHashCost > 31 {
+		bad("auth.password_hash_cost: %d is outside bcrypt's 4–31", c.Auth.PasswordHashCost)
+	}
+	if c.Auth.AccessTokenLifetime < 0 {
+		bad("auth.access_token_lifetime: must not be negative")
+	}
+	if c.Auth.MinPasswordLength < 0 {
+		bad("auth.min_password_length: must not be negative")
+	}
+	if c.RateLimits.Enabled {
+		for name, r := range map[string]Rate{
+			"registration_per_ip":      c.RateLimits.RegistrationPerIP,
+			"login_per_ip":             c.RateLimits.LoginPerIP,
+			"failed_login_per_account": c.RateLimits.FailedLoginPerAcc,
+		} {
+			if r.PerSecond <= 0 || r.Burst < 1 {
+				bad("rate_limits.%s: per_second must be > 0 and burst >= 1", name)
+			}
+		}
+	}
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logging.level: %q is not one of debug, info, warn, error", c.Logging.Level)
+	}
+	switch c.Logging.Format {
+	case "text", "json":
+	default:
+		bad("logging.format: %q is not one of text, json", c.Logging.Format)
+	}
+	if c.Metrics.Enabled && !strings.HasPrefix(c.Metrics.Path, "/") {
+		bad("metrics.path: must start with /")
+	}
+	return errors.Join(errs...)
+}
+
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	return err == nil && host != "" && port != "" && !strings.ContainsAny(host, " /@!#")
+}

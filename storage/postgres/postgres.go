@@ -1,0 +1,45 @@
+// Package postgres opens a PostgreSQL database through pgx/v5's database/sql
+// driver and owns its migrations. PostgreSQL-specific settings live here only.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+
+	"myelin/storage"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Open connects to dsn (a postgres:// URL or key=value string) with a pool of
+// at most maxConns connections, used for both reads and writes.
+func Open(dsn string, maxConns int) (*storage.DB, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if maxConns < 1 {
+		maxConns = 1
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return storage.New(storage.Postgres, db, db, sub), nil
+}
