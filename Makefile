@@ -1,0 +1,39 @@
+# Myelin — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/myelin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+# go test timeout for the whole suite; CI budget is 30 minutes on 2 cores.
+TEST_TIMEOUT ?= 20m
+
+.PHONY: help build run test unit lint ci conformance conformance-ci bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## build bin/myelin
+	$(GO) build -o $(BIN) ./cmd/myelin
+
+run: build ## start the server on the default config (SQLite under ./data, client API on 127.0.0.1:8008)
+	@echo "run: starting myelin with config.yaml (data in ./data); Ctrl-C stops it"
+	./$(BIN) serve --config config.yaml
+
+test: lint unit ## the whole test suite: lint, then every test on SQLite and PostgreSQL with -race
+
+unit: ## go test -race ./... (installs PostgreSQL 15 from Debian if missing)
+	@./scripts/ensure-postgres.sh
+	@echo "test: go test -race on SQLite and PostgreSQL (throwaway clusters in temp dirs)"
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@echo "lint: gofmt"
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^conformance/') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@echo "lint: go vet"
+	$(GO) vet ./...
+	@echo "lint: staticcheck"
+	$(GO) run $(STATICCHECK) ./...
+
+ci: test ## what CI runs (.ci/run)
+
+clean: ## remove build output (not ./data)
+	rm -rf bin
