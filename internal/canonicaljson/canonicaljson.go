@@ -356,7 +356,7 @@ func decodeString(raw []byte) string {
 		case 't':
 			out = append(out, '\t')
 		case 'u':
-			r := rune(hexVal(raw[i+1:i+5]))
+			r := rune(hexVal(raw[i+1 : i+5]))
 			i += 4
 			// Surrogate pairs combine into one rune.
 			if r >= 0xD800 && r < 0xDC00 && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
