@@ -173,11 +173,11 @@ func (s *Service) interactiveAuth(ctx context.Context, req uiaRequest) (uiaResul
 			}
 		case StageRegistrationToken:
 			if !validRegistrationToken(auth.Token) {
-				return uiaResult{}, challenge(apierr.New(401, "M_UNAUTHORIZED", "Invalid registration token"))
+				return uiaResult{}, challenge(apierr.New(401, "M_FORBIDDEN", "Invalid registration token"))
 			}
 			err := s.store.HoldRegistrationToken(ctx, sess.ID, auth.Token, completed, s.nowMS())
 			if errors.Is(err, storage.ErrNotFound) {
-				return uiaResult{}, challenge(apierr.New(401, "M_UNAUTHORIZED", "Invalid registration token"))
+				return uiaResult{}, challenge(apierr.New(401, "M_FORBIDDEN", "Invalid registration token"))
 			}
 			if err != nil {
 				return uiaResult{}, internal("hold registration token", err)
