@@ -1,0 +1,39 @@
+package postgres
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"myelin/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func TestOpenAndMigrateTwice(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	for range 2 { // a second start finds nothing to do
+		db, err := Open(dsn, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.R.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < 1 {
+			t.Fatalf("schema_migrations has %d rows", n)
+		}
+		db.Close()
+	}
+}
+
+func TestOpenRefusesUnreachableServer(t *testing.T) {
+	if _, err := Open("host=127.0.0.1 port=1 user=x dbname=x sslmode=disable connect_timeout=2", 1); err == nil {
+		t.Fatal("opened a database on a closed port")
+	}
+}

@@ -1,0 +1,150 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"myelin/storage"
+)
+
+func TestOpenSetsPragmas(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "x.db"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		pool  *sql.DB
+		query string
+		want  string
+	}{
+		{db.W, "PRAGMA journal_mode", "wal"},
+		{db.W, "PRAGMA foreign_keys", "1"},
+		{db.W, "PRAGMA synchronous", "2"}, // FULL
+		{db.W, "PRAGMA busy_timeout", "10000"},
+		{db.R, "PRAGMA foreign_keys", "1"},
+		{db.R, "PRAGMA query_only", "1"},
+	} {
+		var got string
+		if err := tc.pool.QueryRowContext(ctx, tc.query).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", tc.query, err)
+		}
+		if got != tc.want {
+			t.Errorf("%s = %s, want %s", tc.query, got, tc.want)
+		}
+	}
+	if db.W.Stats().MaxOpenConnections != 1 {
+		t.Errorf("writer pool allows %d connections, want 1", db.W.Stats().MaxOpenConnections)
+	}
+	if _, err := db.R.ExecContext(ctx, "CREATE TABLE nope (x INTEGER)"); err == nil {
+		t.Error("reader pool accepted a write")
+	}
+}
+
+func TestMigrateAppliesEachOnceInOrder(t *testing.T) {
+	ctx := context.Background()
+	migs := fstest.MapFS{
+		"0002_second.sql": {Data: []byte("INSERT INTO t (v) VALUES ('second');")},
+		"0001_first.sql":  {Data: []byte("CREATE TABLE t (v TEXT NOT NULL); INSERT INTO t (v) VALUES ('first');")},
+	}
+	path := filepath.Join(t.TempDir(), "m.db")
+	open := func() *storage.DB {
+		base, err := Open(path, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storage.New(storage.SQLite, base.W, base.R, migs)
+	}
+	db := open()
+	for range 2 {
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	db = open() // a restart must not re-apply anything
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.R.QueryContext(ctx, "SELECT v FROM t ORDER BY rowid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	rows.Close()
+	if strings.Join(got, ",") != "first,second" {
+		t.Fatalf("rows %v, want first,second", got)
+	}
+}
+
+func TestMigrateRejectsBadSets(t *testing.T) {
+	cases := map[string]fstest.MapFS{
+		"unnumbered":     {"init.sql": {Data: []byte("SELECT 1;")}},
+		"duplicate":      {"0001_a.sql": {Data: []byte("SELECT 1;")}, "0001_b.sql": {Data: []byte("SELECT 1;")}},
+		"broken sql":     {"0001_a.sql": {Data: []byte("CREATE TABLE (;")}},
+		"fails half-way": {"0001_a.sql": {Data: []byte("CREATE TABLE a (x INTEGER); INSERT INTO missing VALUES (1);")}},
+	}
+	for name, migs := range cases {
+		t.Run(name, func(t *testing.T) {
+			base, err := Open(filepath.Join(t.TempDir(), "m.db"), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := storage.New(storage.SQLite, base.W, base.R, migs)
+			defer db.Close()
+			if err := db.Migrate(context.Background()); err == nil {
+				t.Fatal("bad migration set accepted")
+			}
+			// A failed migration leaves nothing behind: it ran in one transaction.
+			var n int
+			if err := db.R.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'a'").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Error("half-applied migration left table a")
+			}
+		})
+	}
+}
+
+func TestTxRollsBackOnError(t *testing.T) {
+	base, err := Open(filepath.Join(t.TempDir(), "tx.db"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	ctx := context.Background()
+	if _, err := base.W.Exec("CREATE TABLE t (v INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := storage.ErrConflict
+	err = base.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec("INSERT INTO t VALUES (1)"); err != nil {
+			return err
+		}
+		return sentinel
+	})
+	if err != sentinel {
+		t.Fatalf("Tx returned %v, want the callback's error", err)
+	}
+	var n int
+	if err := base.R.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("rolled-back insert is visible (%d rows)", n)
+	}
+}
