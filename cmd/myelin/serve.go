@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"myelin/internal/httpapi"
+	"myelin/internal/serverkeys"
+)
+
+// shutdownGrace bounds how long in-flight requests (long polls included) may
+// run after SIGTERM before connections are closed.
+const shutdownGrace = 10 * time.Second
+
+func cmdServe(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	keys, err := serverkeys.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("server keys: %w", err)
+	}
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	// The registry is built here and passed down, so tests and a second
+	// server in one process never collide on the global registry.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := httpapi.NewMetrics(reg)
+
+	app, err := wire(ctx, cfg, db, keys, metrics)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	clientMux := http.NewServeMux()
+	if cfg.Metrics.Enabled {
+		clientMux.Handle(cfg.Metrics.Path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	clientMux.Handle("/", app.Client)
+
+	servers := []*http.Server{newServer(cfg.Listeners.Client, clientMux, log)}
+	errc := make(chan error, 2)
+	ln, err := net.Listen("tcp", cfg.Listeners.Client)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listeners.Client, err)
+	}
+	go func() { errc <- servers[0].Serve(ln) }()
+	log.Info("client API listening", "addr", ln.Addr().String(), "server_name", cfg.ServerName, "database", cfg.Database.Engine)
+
+	if cfg.Listeners.Federation != "" && app.Federation != nil {
+		fed := newServer(cfg.Listeners.Federation, app.Federation, log)
+		servers = append(servers, fed)
+		fln, err := net.Listen("tcp", cfg.Listeners.Federation)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Listeners.Federation, err)
+		}
+		go func() {
+			if cfg.Listeners.TLSCert != "" {
+				errc <- fed.ServeTLS(fln, cfg.Listeners.TLSCert, cfg.Listeners.TLSKey)
+			} else {
+				errc <- fed.Serve(fln)
+			}
+		}()
+		log.Info("federation API listening", "addr", fln.Addr().String(), "tls", cfg.Listeners.TLSCert != "")
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	// Stop accepting, let in-flight requests finish, then close the
+	// components (which flush their queues) and the database.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("shutdown", "addr", s.Addr, "err", err)
+		}
+	}
+	return nil
+}
+
+func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No WriteTimeout: /sync long-polls for up to minutes.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
