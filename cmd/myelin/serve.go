@@ -125,4 +125,3 @@ func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
-
