@@ -1,0 +1,124 @@
+package harness
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestHostsFile(t *testing.T) {
+	base := "127.0.0.1 localhost\n# comment hs1\n10.0.0.5 hs1 other\n10.0.0.6 host.docker.internal\n10.0.0.7 myhost # hs2\n::1 localhost ip6-localhost\n"
+	got := string(HostsFile([]byte(base)))
+	for _, want := range []string{
+		"127.0.0.1 localhost\n",
+		"# comment hs1\n",
+		"10.0.0.7 myhost # hs2\n", // hs2 only in a comment: kept
+		"::1 localhost ip6-localhost\n",
+		"127.0.0.1 host.docker.internal\n",
+		"127.0.10.1 hs1\n",
+		"127.0.10.3 hs3\n",
+		"127.0.10.9 hs9\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("hosts lacks %q:\n%s", want, got)
+		}
+	}
+	for _, gone := range []string{"10.0.0.5", "10.0.0.6"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("hosts keeps clashing entry %s:\n%s", gone, got)
+		}
+	}
+}
+
+func TestUnshareArgs(t *testing.T) {
+	args := unshareArgs()
+	if args[0] != "unshare" || args[len(args)-1] != "--" {
+		t.Fatalf("unshare args %v", args)
+	}
+	joined := strings.Join(args, " ")
+	if !strings.Contains(joined, "--mount --propagation private") {
+		t.Errorf("mount namespace must be private: %v", args)
+	}
+	if root := os.Geteuid() == 0; root == strings.Contains(joined, "--map-root-user") {
+		t.Errorf("root=%v but args %v", root, args)
+	}
+}
+
+func TestNamespaceExecUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"h", "r"}, {"h", "r", "x", "cmd"}, {"h", "r", "--"}} {
+		if err := NamespaceExec(args); err == nil || !strings.Contains(err.Error(), "usage") {
+			t.Errorf("NamespaceExec(%v) = %v, want usage error", args, err)
+		}
+	}
+}
+
+func TestCopyTreeAndPackages(t *testing.T) {
+	src := t.TempDir()
+	files := map[string]string{
+		"go.mod":                      "module github.com/matrix-org/complement\n",
+		"test_main.go":                "package complement\n",
+		"tests/main_test.go":          "package tests\n",
+		"tests/csapi/a_test.go":       "package csapi_tests\n",
+		"tests/msc2836/x_test.go":     "package tests\n",
+		"tests/csapi/testdata/f.json": "{}",
+		"tests/helpers/h.go":          "package helpers\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// Read-only, like the module cache.
+		if err := os.WriteFile(p, []byte(body), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "copy")
+	if err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range files {
+		got, err := os.ReadFile(filepath.Join(dst, name))
+		if err != nil || string(got) != body {
+			t.Errorf("%s: %q, %v", name, got, err)
+		}
+		st, err := os.Stat(filepath.Join(dst, name))
+		if err != nil || st.Mode().Perm()&0o200 == 0 {
+			t.Errorf("%s is not writable: %v", name, err)
+		}
+	}
+	pkgs, err := Module{Dir: dst}.Packages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"tests", "tests/csapi", "tests/msc2836"}; !reflect.DeepEqual(pkgs, want) {
+		t.Errorf("Packages() = %v, want %v", pkgs, want)
+	}
+}
+
+func TestWriteOverlay(t *testing.T) {
+	h := &Harness{ConformanceDir: "/repo/conformance", WorkDir: t.TempDir()}
+	path, err := h.writeOverlay(Module{Dir: "/work/complement@v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o overlay
+	if err := json.Unmarshal(data, &o); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"/work/complement@v1/test_main.go":            "/repo/conformance/overlay/test_main.go",
+		"/work/complement@v1/test_package.go":         "/repo/conformance/overlay/test_package.go",
+		"/work/complement@v1/myelin_deployer_test.go": "/repo/conformance/overlay/deployer_test.go",
+	}
+	if !reflect.DeepEqual(o.Replace, want) {
+		t.Errorf("overlay %v, want %v", o.Replace, want)
+	}
+}

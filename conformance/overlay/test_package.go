@@ -1,0 +1,771 @@
+//go:build myelin_overlay
+
+// This file replaces Complement's test_package.go through `go test -overlay`.
+// It keeps Complement's Deployment interface (the tests program against it)
+// and implements it with Myelin processes: hsN listens on 127.0.10.N:8008
+// (client API, plain HTTP) and 127.0.10.N:8448 (federation, TLS with a
+// certificate for hsN signed by Complement's per-run CA). The names hsN and
+// Complement's own host name resolve through the /etc/hosts that
+// conformance/run.sh bind-mounts in a private mount namespace, so Myelin needs
+// no test-only name mapping. Only one deployment can own those addresses at a
+// time, which matches how Complement runs: top-level tests are sequential.
+
+package complement
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/matrix-org/complement/client"
+	"github.com/matrix-org/complement/ct"
+	"github.com/matrix-org/complement/helpers"
+	"github.com/matrix-org/complement/internal/config"
+	"github.com/sirupsen/logrus"
+)
+
+// Deployment is Complement's view of a set of running homeservers. The method
+// set is Complement's API and must stay as it is.
+type Deployment interface {
+	// UnauthenticatedClient returns a client without an access token.
+	UnauthenticatedClient(t ct.TestLike, serverName string) *client.CSAPI
+	// Register creates a new user on the given server and returns its client.
+	Register(t ct.TestLike, hsName string, opts helpers.RegistrationOpts) *client.CSAPI
+	// Login logs in again as the user of an existing client.
+	Login(t ct.TestLike, hsName string, existing *client.CSAPI, opts helpers.LoginOpts) *client.CSAPI
+	// AppServiceUser returns a client for an application service user
+	// configured by a blueprint.
+	AppServiceUser(t ct.TestLike, hsName, appServiceUserID string) *client.CSAPI
+	// Restart restarts every homeserver, keeping their data.
+	Restart(t ct.TestLike) error
+	// StopServer stops one homeserver, keeping its data.
+	StopServer(t ct.TestLike, hsName string)
+	// StartServer starts a homeserver stopped by StopServer.
+	StartServer(t ct.TestLike, hsName string)
+	// PauseServer suspends a homeserver; its sockets stay bound.
+	PauseServer(t ct.TestLike, hsName string)
+	// UnpauseServer resumes a paused homeserver.
+	UnpauseServer(t ct.TestLike, hsName string)
+	// ContainerID identifies the server instance (here: its process).
+	ContainerID(t ct.TestLike, hsName string) string
+	// Destroy stops every homeserver and removes their data.
+	Destroy(t ct.TestLike)
+	// GetConfig returns the Complement configuration of this run.
+	GetConfig() *config.Complement
+	// RoundTripper routes federation requests addressed to hsN (and to
+	// Complement's own host name) to the right listener.
+	RoundTripper() http.RoundTripper
+	// Network names the network the servers share.
+	Network() string
+}
+
+// Environment variables the process deployer reads; conformance/run.sh sets
+// them.
+const (
+	envBinary   = "MYELIN_BIN"                         // the myelin binary to start
+	envTemplate = "MYELIN_CONFORMANCE_CONFIG_TEMPLATE" // text/template of a server's config.yaml
+	envWorkDir  = "MYELIN_CONFORMANCE_WORKDIR"         // where server data directories go
+	envKeep     = "MYELIN_CONFORMANCE_KEEP"            // "1" keeps data directories after Destroy
+)
+
+const (
+	clientPort     = 8008
+	federationPort = 8448
+	// sharedSecret is what Complement's client signs
+	// /_synapse/admin/v1/register requests with.
+	sharedSecret = "complement"
+	// defaultPassword is the password Complement's Docker deployer uses when
+	// a test gives none.
+	defaultPassword = "complement_meets_min_password_req"
+	stopGrace       = 10 * time.Second
+	logTailLines    = 60
+)
+
+// serverIndex returns N for a name "hsN" (1 ≤ N ≤ 250), otherwise 0.
+func serverIndex(name string) int {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "hs"))
+	if !strings.HasPrefix(name, "hs") || err != nil || n < 1 || n > 250 {
+		return 0
+	}
+	return n
+}
+
+// serverIP is the loopback address hsN listens on.
+func serverIP(name string) string {
+	return fmt.Sprintf("127.0.10.%d", serverIndex(name))
+}
+
+// processDeployer starts deployments for one test package.
+type processDeployer struct {
+	cfg      *config.Complement
+	binary   string
+	root     string // data directories of this package's deployments
+	keep     bool
+	caFile   string
+	caPool   *x509.CertPool
+	template *template.Template
+	counter  atomic.Uint64
+	// The ports every hsN listens on; fixed because federation finds hsN
+	// by name alone, which means port 8448.
+	clientPort, federationPort int
+
+	mu   sync.Mutex
+	live *processDeployment // the deployment owning the hsN addresses, if any
+}
+
+func newProcessDeployer(namespace string) (*processDeployer, error) {
+	// The image name only labels the run: nothing is pulled.
+	cfg := config.NewConfigFromEnvVars(namespace, "myelin-process")
+	// gomatrixserverlib logs through logrus; only errors belong in test output.
+	logrus.SetLevel(logrus.ErrorLevel)
+
+	binary := os.Getenv(envBinary)
+	if binary == "" {
+		return nil, fmt.Errorf("%s must name the myelin binary", envBinary)
+	}
+	tmplPath := os.Getenv(envTemplate)
+	if tmplPath == "" {
+		return nil, fmt.Errorf("%s must name the homeserver config template", envTemplate)
+	}
+	if err := checkNames(cfg.HostnameRunningComplement); err != nil {
+		return nil, err
+	}
+	base := os.Getenv(envWorkDir)
+	if base == "" {
+		base = os.TempDir()
+	}
+	d, err := setupDeployer(cfg, binary, tmplPath, base, namespace)
+	if err != nil {
+		return nil, err
+	}
+	d.keep = os.Getenv(envKeep) == "1"
+	return d, nil
+}
+
+// setupDeployer prepares a deployer: the package's directory under base, the
+// CA file servers trust, the parsed config template.
+func setupDeployer(cfg *config.Complement, binary, tmplPath, base, namespace string) (*processDeployer, error) {
+	if _, err := os.Stat(binary); err != nil {
+		return nil, fmt.Errorf("myelin binary: %w", err)
+	}
+	tmpl, err := template.New(filepath.Base(tmplPath)).Option("missingkey=error").ParseFiles(tmplPath)
+	if err != nil {
+		return nil, fmt.Errorf("parse config template: %w", err)
+	}
+	d := &processDeployer{
+		cfg:            cfg,
+		binary:         binary,
+		template:       tmpl,
+		clientPort:     clientPort,
+		federationPort: federationPort,
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, fmt.Errorf("create work dir: %w", err)
+	}
+	d.root, err = os.MkdirTemp(base, namespace+"-")
+	if err != nil {
+		return nil, fmt.Errorf("create package dir: %w", err)
+	}
+	caPEM, err := cfg.CACertificateBytes()
+	if err != nil {
+		return nil, fmt.Errorf("encode CA certificate: %w", err)
+	}
+	d.caFile = filepath.Join(d.root, "complement-ca.pem")
+	if err := os.WriteFile(d.caFile, caPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("write CA certificate: %w", err)
+	}
+	d.caPool = x509.NewCertPool()
+	d.caPool.AddCert(cfg.CACertificate)
+	return d, nil
+}
+
+// checkNames verifies that the host names the tests use resolve the way the
+// servers listen. They only do inside the mount namespace run.sh sets up.
+func checkNames(complementHost string) error {
+	want := map[string]string{"hs1": "127.0.10.1", "hs2": "127.0.10.2", "hs3": "127.0.10.3", complementHost: "127.0.0.1"}
+	for name, ip := range want {
+		addrs, err := net.LookupHost(name)
+		if err != nil || !slices.Contains(addrs, ip) {
+			return fmt.Errorf("%s does not resolve to %s (got %v, %v): run the suite through conformance/run.sh, "+
+				"which mounts a private /etc/hosts", name, ip, addrs, err)
+		}
+	}
+	return nil
+}
+
+// close stops whatever deployment is still running when the package ends.
+func (d *processDeployer) close() {
+	d.mu.Lock()
+	live := d.live
+	d.mu.Unlock()
+	if live != nil {
+		live.destroy(nil, false)
+	}
+	if !d.keep {
+		os.RemoveAll(d.root)
+	}
+}
+
+// deploy starts fresh servers with the given names and waits until every
+// one answers /versions.
+func (d *processDeployer) deploy(t ct.TestLike, names []string) *processDeployment {
+	t.Helper()
+	d.mu.Lock()
+	stale := d.live
+	d.mu.Unlock()
+	if stale != nil {
+		// A previous deployment was not destroyed; it holds hs1's addresses.
+		t.Logf("Deploy: stopping deployment %d, which was never destroyed", stale.id)
+		stale.destroy(nil, false)
+	}
+
+	start := time.Now()
+	dep := &processDeployment{
+		deployer:   d,
+		id:         d.counter.Add(1),
+		servers:    map[string]*homeserver{},
+		transports: map[string]*http.Transport{},
+	}
+	dep.dir = filepath.Join(d.root, strconv.FormatUint(dep.id, 10))
+	for _, name := range names {
+		hs, err := d.prepare(dep.dir, name)
+		if err != nil {
+			ct.Fatalf(t, "Deploy: %v", err)
+		}
+		dep.servers[name] = hs
+		dep.order = append(dep.order, name)
+	}
+	d.mu.Lock()
+	d.live = dep
+	d.mu.Unlock()
+	if c, ok := t.(interface{ Cleanup(func()) }); ok {
+		// Tests normally defer Destroy; this stops servers a test forgot.
+		c.Cleanup(func() { dep.destroy(nil, false) })
+	}
+
+	if err := dep.startAll(); err != nil {
+		logs := dep.logTails()
+		dep.destroy(nil, false)
+		ct.Fatalf(t, "Deploy: %v\n%s", err, logs)
+	}
+	t.Logf("Deploy: %d Myelin server(s) %v up in %v", len(names), names, time.Since(start).Round(time.Millisecond))
+	return dep
+}
+
+// configData fills the homeserver config template.
+type configData struct {
+	ServerName     string
+	DataDir        string
+	ClientAddr     string
+	FederationAddr string
+	TLSCert        string
+	TLSKey         string
+	SharedSecret   string
+}
+
+// prepare writes a server's directory: config, TLS certificate and key.
+func (d *processDeployer) prepare(depDir, name string) (*homeserver, error) {
+	if serverIndex(name) == 0 {
+		return nil, fmt.Errorf("homeserver name %q is not of the form hsN", name)
+	}
+	dir := filepath.Join(depDir, name)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s dir: %w", name, err)
+	}
+	ip := serverIP(name)
+	data := configData{
+		ServerName:     name,
+		DataDir:        filepath.Join(dir, "data"),
+		ClientAddr:     net.JoinHostPort(ip, strconv.Itoa(d.clientPort)),
+		FederationAddr: net.JoinHostPort(ip, strconv.Itoa(d.federationPort)),
+		TLSCert:        filepath.Join(dir, "tls.crt"),
+		TLSKey:         filepath.Join(dir, "tls.key"),
+		SharedSecret:   sharedSecret,
+	}
+	if err := d.writeCertificate(name, ip, data.TLSCert, data.TLSKey); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := d.template.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("render config for %s: %w", name, err)
+	}
+	configPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(configPath, buf.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("write config for %s: %w", name, err)
+	}
+	return &homeserver{
+		name:       name,
+		binary:     d.binary,
+		configPath: configPath,
+		logPath:    filepath.Join(dir, "server.log"),
+		env:        append(os.Environ(), "SSL_CERT_FILE="+d.caFile),
+		baseURL:    "http://" + data.ClientAddr,
+		fedAddr:    data.FederationAddr,
+	}, nil
+}
+
+// writeCertificate issues the federation certificate for hsN from
+// Complement's CA, which Complement's mock servers and the other Myelin
+// servers (through SSL_CERT_FILE) trust.
+func (d *processDeployer) writeCertificate(name, ip, certPath, keyPath string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate %s key: %w", name, err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return fmt.Errorf("generate %s serial: %w", name, err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		IPAddresses:  []net.IP{net.ParseIP(ip)},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, d.cfg.CACertificate, &key.PublicKey, d.cfg.CAPrivateKey)
+	if err != nil {
+		return fmt.Errorf("sign %s certificate: %w", name, err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode %s key: %w", name, err)
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("write %s certificate: %w", name, err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("write %s key: %w", name, err)
+	}
+	return nil
+}
+
+// processDeployment is one set of running servers.
+type processDeployment struct {
+	deployer  *processDeployer
+	id        uint64
+	dir       string
+	servers   map[string]*homeserver
+	order     []string // servers in start order
+	localpart atomic.Int64
+
+	transportsMu sync.Mutex
+	transports   map[string]*http.Transport // by TLS server name
+
+	destroyOnce sync.Once
+}
+
+// startAll starts every server at once and waits for all of them.
+func (dep *processDeployment) startAll() error {
+	timeout := dep.deployer.cfg.SpawnHSTimeout
+	errs := make([]error, len(dep.order))
+	var wg sync.WaitGroup
+	for i, name := range dep.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = dep.servers[name].start(timeout)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (dep *processDeployment) server(t ct.TestLike, method, hsName string) *homeserver {
+	t.Helper()
+	hs, ok := dep.servers[hsName]
+	if !ok {
+		ct.Fatalf(t, "%s: homeserver %q is not part of this deployment", method, hsName)
+	}
+	return hs
+}
+
+func (dep *processDeployment) newClient(t ct.TestLike, hs *homeserver) *client.CSAPI {
+	return &client.CSAPI{
+		BaseURL:          hs.baseURL,
+		Client:           client.NewLoggedClient(t, hs.name, nil),
+		SyncUntilTimeout: 5 * time.Second,
+		Debug:            dep.deployer.cfg.DebugLoggingEnabled,
+	}
+}
+
+func (dep *processDeployment) UnauthenticatedClient(t ct.TestLike, hsName string) *client.CSAPI {
+	t.Helper()
+	return dep.newClient(t, dep.server(t, "UnauthenticatedClient", hsName))
+}
+
+func (dep *processDeployment) Register(t ct.TestLike, hsName string, opts helpers.RegistrationOpts) *client.CSAPI {
+	t.Helper()
+	c := dep.newClient(t, dep.server(t, "Register", hsName))
+	c.Password = opts.Password
+	if c.Password == "" {
+		c.Password = defaultPassword
+	}
+	localpart := fmt.Sprintf("user-%d", dep.localpart.Add(1))
+	if opts.LocalpartSuffix != "" {
+		localpart += "-" + opts.LocalpartSuffix
+	}
+	if opts.IsAdmin {
+		c.UserID, c.AccessToken, c.DeviceID = c.RegisterSharedSecret(t, localpart, c.Password, true)
+	} else {
+		c.UserID, c.AccessToken, c.DeviceID = c.RegisterUser(t, localpart, c.Password)
+	}
+	return c
+}
+
+func (dep *processDeployment) Login(t ct.TestLike, hsName string, existing *client.CSAPI, opts helpers.LoginOpts) *client.CSAPI {
+	t.Helper()
+	c := dep.newClient(t, dep.server(t, "Login", hsName))
+	localpart, _, ok := strings.Cut(strings.TrimPrefix(existing.UserID, "@"), ":")
+	if !ok || !strings.HasPrefix(existing.UserID, "@") {
+		ct.Fatalf(t, "Login: existing client has no valid user ID (%q)", existing.UserID)
+	}
+	c.Password = existing.Password
+	if opts.Password != "" {
+		c.Password = opts.Password
+	}
+	var loginOpts []client.LoginOpt
+	if opts.DeviceID != "" {
+		loginOpts = append(loginOpts, client.WithDeviceID(opts.DeviceID))
+	}
+	c.UserID, c.AccessToken, c.DeviceID = c.LoginUser(t, localpart, c.Password, loginOpts...)
+	return c
+}
+
+func (dep *processDeployment) AppServiceUser(t ct.TestLike, hsName, appServiceUserID string) *client.CSAPI {
+	t.Helper()
+	ct.Fatalf(t, "AppServiceUser(%s, %s): application services come only from Docker blueprints, which the process deployer skips",
+		hsName, appServiceUserID)
+	return nil
+}
+
+func (dep *processDeployment) Restart(t ct.TestLike) error {
+	t.Helper()
+	for _, name := range dep.order {
+		hs := dep.servers[name]
+		hs.stop()
+		if err := hs.start(dep.deployer.cfg.SpawnHSTimeout); err != nil {
+			t.Errorf("Restart: %v\n%s", err, hs.logTail())
+			return fmt.Errorf("restart %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (dep *processDeployment) StopServer(t ct.TestLike, hsName string) {
+	t.Helper()
+	t.Logf("StopServer %s", hsName)
+	hs := dep.server(t, "StopServer", hsName)
+	if !hs.running() {
+		ct.Fatalf(t, "StopServer: %s is not running", hsName)
+	}
+	hs.stop()
+}
+
+func (dep *processDeployment) StartServer(t ct.TestLike, hsName string) {
+	t.Helper()
+	t.Logf("StartServer %s", hsName)
+	hs := dep.server(t, "StartServer", hsName)
+	if hs.running() {
+		ct.Fatalf(t, "StartServer: %s is already running", hsName)
+	}
+	if err := hs.start(dep.deployer.cfg.SpawnHSTimeout); err != nil {
+		ct.Fatalf(t, "StartServer: %v\n%s", err, hs.logTail())
+	}
+}
+
+func (dep *processDeployment) PauseServer(t ct.TestLike, hsName string) {
+	t.Helper()
+	t.Logf("PauseServer %s", hsName)
+	if err := dep.server(t, "PauseServer", hsName).signalPause(true); err != nil {
+		ct.Fatalf(t, "PauseServer: %v", err)
+	}
+}
+
+func (dep *processDeployment) UnpauseServer(t ct.TestLike, hsName string) {
+	t.Helper()
+	t.Logf("UnpauseServer %s", hsName)
+	if err := dep.server(t, "UnpauseServer", hsName).signalPause(false); err != nil {
+		ct.Fatalf(t, "UnpauseServer: %v", err)
+	}
+}
+
+func (dep *processDeployment) ContainerID(t ct.TestLike, hsName string) string {
+	t.Helper()
+	return dep.server(t, "ContainerID", hsName).id()
+}
+
+func (dep *processDeployment) Destroy(t ct.TestLike) {
+	t.Helper()
+	dep.destroy(t, t.Failed() || dep.deployer.cfg.AlwaysPrintServerLogs)
+}
+
+// destroy stops the servers once; t may be nil when no test owns the call.
+func (dep *processDeployment) destroy(t ct.TestLike, printLogs bool) {
+	dep.destroyOnce.Do(func() {
+		for _, name := range dep.order {
+			dep.servers[name].stop()
+		}
+		if printLogs && t != nil {
+			t.Logf("server logs of deployment %d (last %d lines each):\n%s", dep.id, logTailLines, dep.logTails())
+		}
+		dep.transportsMu.Lock()
+		for _, tr := range dep.transports {
+			tr.CloseIdleConnections()
+		}
+		dep.transportsMu.Unlock()
+		if !dep.deployer.keep {
+			os.RemoveAll(dep.dir)
+		}
+		dep.deployer.mu.Lock()
+		if dep.deployer.live == dep {
+			dep.deployer.live = nil
+		}
+		dep.deployer.mu.Unlock()
+	})
+}
+
+func (dep *processDeployment) logTails() string {
+	var b strings.Builder
+	for _, name := range dep.order {
+		fmt.Fprintf(&b, "==== %s ====\n%s\n", name, dep.servers[name].logTail())
+	}
+	return b.String()
+}
+
+func (dep *processDeployment) GetConfig() *config.Complement { return dep.deployer.cfg }
+
+func (dep *processDeployment) RoundTripper() http.RoundTripper { return federationRoundTripper{dep} }
+
+// Network has no meaning without Docker: every server is on the loopback
+// interface.
+func (dep *processDeployment) Network() string { return "loopback" }
+
+// federationRoundTripper sends federation requests for hsN to its federation
+// listener and requests for Complement's host name to the local machine,
+// verifying TLS against Complement's CA.
+type federationRoundTripper struct{ dep *processDeployment }
+
+func (rt federationRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Hostname()
+	var addr string
+	if host == rt.dep.deployer.cfg.HostnameRunningComplement {
+		addr = "127.0.0.1"
+		if p := req.URL.Port(); p != "" {
+			addr = net.JoinHostPort(addr, p)
+		}
+	} else if hs, ok := rt.dep.servers[host]; ok {
+		addr = hs.fedAddr
+	} else {
+		return nil, fmt.Errorf("federation round tripper: unknown server %q", host)
+	}
+	out := req.Clone(req.Context())
+	out.URL.Scheme = "https"
+	out.URL.Host = addr
+	// Keep the Matrix server name as Host header and TLS server name.
+	out.Host = req.URL.Host
+	return rt.dep.transportFor(host).RoundTrip(out)
+}
+
+// transportFor returns the connection pool for one server name; each pool
+// verifies certificates against that name.
+func (dep *processDeployment) transportFor(host string) *http.Transport {
+	dep.transportsMu.Lock()
+	defer dep.transportsMu.Unlock()
+	if tr, ok := dep.transports[host]; ok {
+		return tr
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: dep.deployer.caPool, ServerName: host},
+		// The listeners are all local: fail fast instead of hanging a test.
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+	}
+	dep.transports[host] = tr
+	return tr
+}
+
+// homeserver is one Myelin server of a deployment; it can be stopped and
+// started again on the same data.
+type homeserver struct {
+	name       string
+	binary     string
+	configPath string
+	logPath    string
+	env        []string
+	baseURL    string
+	fedAddr    string
+
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	done   chan struct{} // closed when proc has exited
+	err    error         // proc's exit status, valid after done
+	paused bool
+}
+
+func (hs *homeserver) running() bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.proc == nil {
+		return false
+	}
+	select {
+	case <-hs.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (hs *homeserver) id() string {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.proc == nil {
+		return "myelin-" + hs.name + "-stopped"
+	}
+	return fmt.Sprintf("myelin-%s-pid%d", hs.name, hs.proc.Process.Pid)
+}
+
+// start launches the server and waits until /versions answers 200.
+func (hs *homeserver) start(timeout time.Duration) error {
+	logFile, err := os.OpenFile(hs.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s log: %w", hs.name, err)
+	}
+	cmd := exec.Command(hs.binary, "serve", "--config", hs.configPath)
+	cmd.Env = hs.env
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	// A test binary killed by its timeout must not leave servers behind
+	// holding hs1's addresses for the next package.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", hs.name, err)
+	}
+	done := make(chan struct{})
+	hs.mu.Lock()
+	hs.proc, hs.done, hs.err, hs.paused = cmd, done, nil, false
+	hs.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		hs.mu.Lock()
+		hs.err = err
+		hs.mu.Unlock()
+		close(done)
+	}()
+	return hs.waitReady(done, timeout)
+}
+
+func (hs *homeserver) waitReady(done <-chan struct{}, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	probe := &http.Client{Timeout: time.Second}
+	url := hs.baseURL + "/_matrix/client/versions"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("probe %s: %w", hs.name, err)
+		}
+		if resp, err := probe.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			hs.mu.Lock()
+			err := hs.err
+			hs.mu.Unlock()
+			return fmt.Errorf("%s exited before answering /versions: %v", hs.name, err)
+		case <-ctx.Done():
+			hs.stop()
+			return fmt.Errorf("%s did not answer %s with 200 within %v", hs.name, url, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// stop terminates the server gracefully, killing it after stopGrace.
+func (hs *homeserver) stop() {
+	hs.mu.Lock()
+	proc, done, paused := hs.proc, hs.done, hs.paused
+	hs.proc, hs.paused = nil, false
+	hs.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	if paused {
+		proc.Process.Signal(syscall.SIGCONT)
+	}
+	proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		proc.Process.Kill()
+		<-done
+	}
+}
+
+// signalPause freezes (SIGSTOP) or resumes (SIGCONT) the server process,
+// the process equivalent of `docker pause`.
+func (hs *homeserver) signalPause(pause bool) error {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.proc == nil {
+		return fmt.Errorf("%s is not running", hs.name)
+	}
+	sig := syscall.SIGCONT
+	if pause {
+		sig = syscall.SIGSTOP
+	}
+	if err := hs.proc.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", hs.name, err)
+	}
+	hs.paused = pause
+	return nil
+}
+
+// logTail returns the last lines of the server's log.
+func (hs *homeserver) logTail() string {
+	data, err := os.ReadFile(hs.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > logTailLines {
+		lines = lines[len(lines)-logTailLines:]
+	}
+	return strings.Join(lines, "\n")
+}
