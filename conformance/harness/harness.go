@@ -183,10 +183,11 @@ type overlay struct {
 
 // overlayFiles maps the Complement files the process deployer replaces to
 // their replacements in conformance/overlay.
-// The test file is new: it tests the deployer inside Complement's package.
+// The myelin_* files are new: the server process and the deployer's tests.
 var overlayFiles = map[string]string{
 	"test_main.go":            "test_main.go",
 	"test_package.go":         "test_package.go",
+	"myelin_homeserver.go":    "homeserver.go",
 	"myelin_deployer_test.go": "deployer_test.go",
 }
 

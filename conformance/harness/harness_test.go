@@ -116,6 +116,7 @@ func TestWriteOverlay(t *testing.T) {
 	want := map[string]string{
 		"/work/complement@v1/test_main.go":            "/repo/conformance/overlay/test_main.go",
 		"/work/complement@v1/test_package.go":         "/repo/conformance/overlay/test_package.go",
+		"/work/complement@v1/myelin_homeserver.go":    "/repo/conformance/overlay/homeserver.go",
 		"/work/complement@v1/myelin_deployer_test.go": "/repo/conformance/overlay/deployer_test.go",
 	}
 	if !reflect.DeepEqual(o.Replace, want) {
