@@ -109,8 +109,11 @@ func Start(t testing.TB, opts Options) *Server {
 	s.cfgPath = filepath.Join(dataDir, "config.yaml")
 	t.Cleanup(func() {
 		if s.running() {
-			_ = s.stop(syscall.SIGTERM)
+			if err := s.stop(syscall.SIGTERM); err != nil {
+				t.Errorf("myelin did not shut down cleanly on SIGTERM: %v", err)
+			}
 		}
+		s.checkLogs(t)
 		if t.Failed() {
 			t.Logf("myelin log (last 32 KiB):\n%s", s.logs.tail(32<<10))
 		}
@@ -123,6 +126,18 @@ func Start(t testing.TB, opts Options) *Server {
 func (s *Server) SharedSecret() string {
 	v, _ := s.Config.Get("registration.shared_secret").(string)
 	return v
+}
+
+// checkLogs fails the test for what must never appear in the server's
+// output: a data race (the binary is built with -race under -race) or a
+// panic, recovered or not.
+func (s *Server) checkLogs(t testing.TB) {
+	logs := s.logs.String()
+	for _, bad := range []string{"WARNING: DATA RACE", "panic:", "http: panic serving"} {
+		if strings.Contains(logs, bad) {
+			t.Errorf("myelin log contains %q", bad)
+		}
+	}
 }
 
 // Logs returns everything the server has written to stderr since Start,

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -223,15 +224,18 @@ func TestAccountLifecycle(t *testing.T) {
 			if _, err := tablet.s.client(t, srv).Whoami(ctx); err != nil {
 				t.Fatalf("a failed delete must change nothing, but the tablet token fails: %v", err)
 			}
-			// mautrix's DeleteDevice with the UIA dict, as Element sends it.
+			// As a mautrix client does it: the bare request returns the
+			// UIA session, then DeleteDevice carries the auth dict.
 			c := phone.s.client(t, srv)
-			err := c.DeleteDevice(ctx, tablet.s.DeviceID, &mautrix.ReqDeleteDevice[any]{})
-			var session string
-			if he, ok := err.(mautrix.HTTPError); ok && he.Response != nil && he.Response.StatusCode == 401 {
-				session = jsonField(he.ResponseBody, "session")
+			body, err := c.MakeRequest(ctx, "DELETE", c.BuildClientURL("v3", "devices", tablet.s.DeviceID),
+				&mautrix.ReqDeleteDevice[any]{}, nil)
+			var he mautrix.HTTPError
+			if !errors.As(err, &he) || he.Response == nil || he.Response.StatusCode != 401 {
+				t.Fatalf("DELETE device without auth: want 401, got %v", err)
 			}
+			session := jsonField(string(body), "session")
 			if session == "" {
-				t.Fatalf("DeleteDevice without auth: want a 401 UIA session, got %v", err)
+				t.Fatalf("DELETE device without auth: no UIA session in %s", body)
 			}
 			err = c.DeleteDevice(ctx, tablet.s.DeviceID, &mautrix.ReqDeleteDevice[any]{Auth: map[string]any{
 				"type": "m.login.password", "session": session, "password": a.password,
