@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/synapseadmin"
 
 	"myelin/internal/testserver"
@@ -251,6 +252,27 @@ func TestAccountLifecycle(t *testing.T) {
 			wantMatrixErr(t, "whoami on a deleted device", err, 401, "M_UNKNOWN_TOKEN")
 		})
 
+		step(t, "delete_devices_uia", func(t *testing.T) {
+			a := w.accounts["alice"]
+			phone := w.find("alice/phone")
+			x := login(t, srv, "alice", a.password, "Alice spare 1")
+			y := login(t, srv, "alice", a.password, "Alice spare 2")
+			w.addToken("alice/spare1", x, "Alice spare 1")
+			w.addToken("alice/spare2", y, "Alice spare 2")
+			body := map[string]any{"devices": []string{string(x.DeviceID), string(y.DeviceID), "NOSUCHDEVICE"}}
+			flows := uiaFlows(t, srv, "POST", clientPrefix+"/delete_devices", phone.s.Token, body)
+			if !hasFlow(flows, "m.login.password") {
+				t.Fatalf("delete_devices flows %v lack [m.login.password]", flows)
+			}
+			r := uia(t, srv, "POST", clientPrefix+"/delete_devices", phone.s.Token, body,
+				uiaCreds{User: "alice", Password: a.password})
+			// Unknown device IDs in the list are ignored, as Synapse does.
+			wantResp(t, "delete_devices", r, 200)
+			w.find("alice/spare1").valid = false
+			w.find("alice/spare2").valid = false
+			w.check(t, srv)
+		})
+
 		step(t, "password_change", func(t *testing.T) {
 			pw := newPassword()
 			desk := registerDummy(t, srv, "bob", pw, "Bob desk")
@@ -371,9 +393,22 @@ func TestAccountLifecycle(t *testing.T) {
 			} else {
 				wantMatrixErr(t, "unauthenticated profile lookup", err, 401, "M_MISSING_TOKEN")
 			}
+			avatar := id.MustParseContentURI("mxc://" + testserver.ServerName + "/aliceavatar")
+			if err := c.SetAvatarURL(ctx, avatar); err != nil {
+				t.Fatalf("set avatar_url: %v", err)
+			}
 			p, err = c.GetProfile(ctx, phone.s.UserID)
-			if err != nil || p.DisplayName != "Alice Liddell" {
-				t.Fatalf("profile: %+v, %v", p, err)
+			if err != nil || p.DisplayName != "Alice Liddell" || p.AvatarURL != avatar {
+				t.Fatalf("whole profile: %+v, %v", p, err)
+			}
+			// Nobody may edit another user's profile.
+			other := w.find("root/shared-secret").s.client(t, srv)
+			r := srv.DoJSON(t, "PUT", clientPrefix+"/profile/"+pathUser(phone.s.UserID)+"/displayname",
+				w.find("root/shared-secret").s.Token, map[string]any{"displayname": "Mallory was here"})
+			wantResp(t, "set another user's displayname", r, 403, "M_FORBIDDEN")
+			dn, err := other.GetDisplayName(ctx, phone.s.UserID)
+			if err != nil || dn.DisplayName != "Alice Liddell" {
+				t.Fatalf("displayname after a refused edit: %+v %v", dn, err)
 			}
 		})
 

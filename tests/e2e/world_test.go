@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"maps"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -47,6 +48,10 @@ type refreshToken struct {
 	valid bool
 }
 
+// tokenShape is a short lowercase prefix, "_", then at least 22 symbols of a
+// 64-letter alphabet (22 × 6 = 132 bits).
+var tokenShape = regexp.MustCompile(`^[a-z]{2,8}_[A-Za-z0-9_-]{22,}$`)
+
 func newWorld() *world {
 	return &world{accounts: map[string]*account{}, secrets: secrets{}}
 }
@@ -90,6 +95,19 @@ func (w *world) devices(u id.UserID) map[id.DeviceID]string {
 func (w *world) check(t *testing.T, srv *testserver.Server) {
 	t.Helper()
 	ctx := context.Background()
+
+	// Tokens are unique and look like what the issue asks for: a
+	// recognisable prefix and at least 128 random bits.
+	seen := map[string]string{}
+	for _, tk := range w.tokens {
+		if !tokenShape.MatchString(tk.s.Token) {
+			t.Fatalf("access token %s does not look like prefix_ + >=22 URL-safe symbols", tk.label)
+		}
+		if other, dup := seen[tk.s.Token]; dup {
+			t.Fatalf("tokens %s and %s are the same", other, tk.label)
+		}
+		seen[tk.s.Token] = tk.label
+	}
 
 	// Every token is valid or invalid exactly as recorded, and a valid one
 	// still names its user and device.
