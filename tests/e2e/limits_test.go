@@ -205,7 +205,7 @@ func parallel(n int, f func(i int) error) []error {
 // Both verdicts survive a restart.
 func TestTokenExpiry(t *testing.T) {
 	perEngine(t, func(t *testing.T, engine string) {
-		const lifetime = time.Second
+		const lifetime = 2 * time.Second
 		srv := testserver.Start(t, testserver.Options{Engine: engine, Set: map[string]any{
 			"auth.access_token_lifetime": lifetime.String(),
 		}})

@@ -20,11 +20,15 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 
-// perEngine runs f once per database engine, as subtests named after it.
+// perEngine runs f once per database engine, as parallel subtests named
+// after it: each has its own server and database, so they share nothing.
 func perEngine(t *testing.T, f func(t *testing.T, engine string)) {
 	t.Helper()
 	for _, engine := range testserver.Engines {
-		t.Run(engine, func(t *testing.T) { f(t, engine) })
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			f(t, engine)
+		})
 	}
 }
 
