@@ -295,6 +295,9 @@ func (s *Server) stop(sig syscall.Signal) error {
 	if cmd == nil || done == nil {
 		return nil
 	}
+	// Pooled keep-alive connections die with the process; a POST sent on
+	// one after a restart would fail instead of being retried.
+	defer httpClient.CloseIdleConnections()
 	_ = cmd.Process.Signal(sig)
 	select {
 	case <-done:
