@@ -47,7 +47,7 @@ type Result struct {
 // measure is what a scenario's measured phase observed.
 type measure struct {
 	ops       int // successful operations
-	units     int  // what throughput counts when hasUnits; else ops
+	units     int // what throughput counts when hasUnits; else ops
 	hasUnits  bool
 	errors    int
 	firstErr  error
