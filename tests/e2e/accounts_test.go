@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -252,6 +253,49 @@ func TestAccountLifecycle(t *testing.T) {
 			wantMatrixErr(t, "whoami on a deleted device", err, 401, "M_UNKNOWN_TOKEN")
 		})
 
+		step(t, "path_escaping", func(t *testing.T) {
+			// '/' is legal in a localpart and anything goes in a device ID
+			// the client picks: both must survive the trip through the
+			// path (%2F, spaces, dots) without being cleaned or split.
+			pw := newPassword()
+			s := registerDummy(t, srv, "slash/user", pw, "Slash one")
+			sl := w.addAccount("slash/user", pw)
+			w.addToken("slash/one", s, "Slash one")
+			c := s.client(t, srv)
+			if err := c.SetDisplayName(ctx, "Slash User"); err != nil {
+				t.Fatalf("set displayname with a / in the user ID: %v", err)
+			}
+			sl.displayName = "Slash User"
+			resp, err := srv.Client(t, "", "").Login(ctx, &mautrix.ReqLogin{
+				Type:       mautrix.AuthTypePassword,
+				Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "slash/user"},
+				Password:   pw, DeviceID: "ODD/dev ice%2F..", InitialDeviceDisplayName: "Odd",
+			})
+			if err != nil || resp.DeviceID != "ODD/dev ice%2F.." {
+				t.Fatalf("login with an odd device_id: %+v %v", resp, err)
+			}
+			odd := w.addToken("slash/odd", session{resp.UserID, resp.DeviceID, resp.AccessToken}, "Odd")
+			if err := c.SetDeviceInfo(ctx, odd.s.DeviceID, &mautrix.ReqDeviceInfo{DisplayName: "Odd renamed"}); err != nil {
+				t.Fatalf("rename the odd device: %v", err)
+			}
+			odd.deviceName = "Odd renamed"
+			d, err := c.GetDeviceInfo(ctx, odd.s.DeviceID)
+			if err != nil || d.DeviceID != odd.s.DeviceID || d.DisplayName != "Odd renamed" {
+				t.Fatalf("get the odd device: %+v %v", d, err)
+			}
+			// The same device ID with its escapes decoded once more is a
+			// different (unknown) device.
+			_, err = c.GetDeviceInfo(ctx, "ODD/dev ice/..")
+			wantMatrixErr(t, "get a device whose ID differs only by an escape", err, 404, "M_NOT_FOUND")
+			// The deprecated access_token query parameter still works.
+			r := srv.Do(t, "GET", clientPrefix+"/account/whoami?access_token="+url.QueryEscape(odd.s.Token), "", nil)
+			wantResp(t, "whoami with the token in the query", r, 200)
+			if r.String("device_id") != string(odd.s.DeviceID) {
+				t.Fatalf("whoami device_id = %q, want %q", r.String("device_id"), odd.s.DeviceID)
+			}
+			w.check(t, srv)
+		})
+
 		step(t, "delete_devices_uia", func(t *testing.T) {
 			a := w.accounts["alice"]
 			phone := w.find("alice/phone")
@@ -314,6 +358,25 @@ func TestAccountLifecycle(t *testing.T) {
 				map[string]any{"new_password": newPassword()}, uiaCreds{User: "bob", Password: "wrong-" + bob.password})
 			wantResp(t, "password change with a wrong password", r, 401, "M_FORBIDDEN")
 			w.addToken("bob/after", login(t, srv, "bob", bob.password, "Bob after failed change"), "Bob after failed change")
+		})
+
+		step(t, "password_change_without_token", func(t *testing.T) {
+			// A forgotten-session client may change the password with UIA
+			// alone; with no current device to spare, every device goes.
+			pw := newPassword()
+			h1 := registerDummy(t, srv, "hank", pw, "Hank one")
+			hank := w.addAccount("hank", pw)
+			w.addToken("hank/one", h1, "Hank one")
+			w.addToken("hank/two", login(t, srv, "hank", pw, "Hank two"), "Hank two")
+			next := newPassword()
+			r := uia(t, srv, "POST", clientPrefix+"/account/password", "", map[string]any{"new_password": next},
+				uiaCreds{User: "hank", Password: pw})
+			wantResp(t, "password change without an access token", r, 200)
+			hank.oldPasswords = append(hank.oldPasswords, pw)
+			hank.password = next
+			w.secrets.add("hank new password", next)
+			w.invalidateUser(h1.UserID)
+			w.check(t, srv)
 		})
 
 		step(t, "logout", func(t *testing.T) {

@@ -38,6 +38,7 @@ type badCase struct {
 	body   []byte // nil sends no body
 	status int
 	codes  []string
+	header http.Header // extra request headers
 }
 
 var (
@@ -84,7 +85,7 @@ func TestBadInputs(t *testing.T) {
 		cases := badInputCases(dev, me)
 		for _, c := range cases {
 			t.Run(fmt.Sprintf("%s %s %s/%s", c.method, c.path, c.auth, c.name), func(t *testing.T) {
-				r := srv.Do(t, c.method, c.path, tokens[c.auth], c.body)
+				r := srv.DoHeaders(t, c.method, c.path, tokens[c.auth], c.body, c.header)
 				if r.Status >= 500 {
 					t.Fatalf("server error %d: %s", r.Status, truncate(r.Body))
 				}
@@ -316,7 +317,7 @@ func badInputCases(dev, me string) []badCase {
 	var cases []badCase
 	for _, ep := range endpoints {
 		add := func(name string, body []byte, status int, codes ...string) {
-			cases = append(cases, badCase{name, ep.method, ep.path, ep.auth, body, status, codes})
+			cases = append(cases, badCase{name, ep.method, ep.path, ep.auth, body, status, codes, nil})
 		}
 		add("not_json", notJSON, 400, "M_NOT_JSON")
 		if ep.method != "DELETE" {
@@ -358,27 +359,30 @@ func badInputCases(dev, me string) []badCase {
 			body = []byte(a.body)
 		}
 		if !a.optional {
-			cases = append(cases, badCase{"missing_token", a.method, a.path, noAuth, body, 401, []string{"M_MISSING_TOKEN"}})
+			cases = append(cases, badCase{"missing_token", a.method, a.path, noAuth, body, 401, []string{"M_MISSING_TOKEN"}, nil})
 		}
 		cases = append(cases,
-			badCase{"unknown_token", a.method, a.path, invalidAuth, body, 401, []string{"M_UNKNOWN_TOKEN"}},
-			badCase{"deactivated_token", a.method, a.path, revokedAuth, body, 401, []string{"M_UNKNOWN_TOKEN"}},
+			badCase{"unknown_token", a.method, a.path, invalidAuth, body, 401, []string{"M_UNKNOWN_TOKEN"}, nil},
+			badCase{"deactivated_token", a.method, a.path, revokedAuth, body, 401, []string{"M_UNKNOWN_TOKEN"}, nil},
 		)
 	}
 
 	// Semantically wrong but well-formed requests.
 	cases = append(cases,
 		badCase{"unknown_login_type", "POST", clientPrefix + "/login", noAuth,
-			[]byte(`{"type": "m.login.carrier_pigeon", "identifier": {"type": "m.id.user", "user": "mallory"}}`), 400, []string{"M_UNKNOWN"}},
-		badCase{"unknown_device", "GET", clientPrefix + "/devices/NOSUCHDEVICE", validAuth, nil, 404, []string{"M_NOT_FOUND"}},
+			[]byte(`{"type": "m.login.carrier_pigeon", "identifier": {"type": "m.id.user", "user": "mallory"}}`), 400, []string{"M_UNKNOWN"}, nil},
+		badCase{"unknown_token_in_query", "GET", clientPrefix + "/account/whoami?access_token=notatoken", noAuth, nil, 401, []string{"M_UNKNOWN_TOKEN"}, nil},
+		badCase{"non_bearer_authorization", "GET", clientPrefix + "/account/whoami", noAuth, nil, 401, []string{"M_MISSING_TOKEN"},
+			http.Header{"Authorization": {"Basic bWFsbG9yeTpwYXNzd29yZA=="}}},
+		badCase{"unknown_device", "GET", clientPrefix + "/devices/NOSUCHDEVICE", validAuth, nil, 404, []string{"M_NOT_FOUND"}, nil},
 		badCase{"rename_unknown_device", "PUT", clientPrefix + "/devices/NOSUCHDEVICE", validAuth,
-			[]byte(`{"display_name": "x"}`), 404, []string{"M_NOT_FOUND"}},
+			[]byte(`{"display_name": "x"}`), 404, []string{"M_NOT_FOUND"}, nil},
 		badCase{"someone_elses_displayname", "PUT", clientPrefix + "/profile/" + pathUser(userID("gone")) + "/displayname", validAuth,
-			[]byte(`{"displayname": "x"}`), 403, []string{"M_FORBIDDEN"}},
-		badCase{"unknown_user_profile", "GET", clientPrefix + "/profile/" + pathUser(userID("nobody-here")), validAuth, nil, 404, []string{"M_NOT_FOUND"}},
+			[]byte(`{"displayname": "x"}`), 403, []string{"M_FORBIDDEN"}, nil},
+		badCase{"unknown_user_profile", "GET", clientPrefix + "/profile/" + pathUser(userID("nobody-here")), validAuth, nil, 404, []string{"M_NOT_FOUND"}, nil},
 		badCase{"unknown_refresh_token", "POST", clientPrefix + "/refresh", noAuth,
-			[]byte(`{"refresh_token": "not-a-refresh-token"}`), 401, []string{"M_UNKNOWN_TOKEN"}},
-		badCase{"available_without_username", "GET", clientPrefix + "/register/available", noAuth, nil, 400, []string{"M_MISSING_PARAM"}},
+			[]byte(`{"refresh_token": "not-a-refresh-token"}`), 401, []string{"M_UNKNOWN_TOKEN"}, nil},
+		badCase{"available_without_username", "GET", clientPrefix + "/register/available", noAuth, nil, 400, []string{"M_MISSING_PARAM"}, nil},
 	)
 
 	// Unknown endpoints are 404 M_UNRECOGNIZED before any auth or body check.
@@ -390,7 +394,7 @@ func badInputCases(dev, me string) []badCase {
 		{"GET", "/_matrix/nonexistent"},
 		{"GET", "/_synapse/admin/v1/nonexistent"},
 	} {
-		cases = append(cases, badCase{"unknown_endpoint", p.method, p.path, noAuth, notJSON, 404, []string{"M_UNRECOGNIZED"}})
+		cases = append(cases, badCase{"unknown_endpoint", p.method, p.path, noAuth, notJSON, 404, []string{"M_UNRECOGNIZED"}, nil})
 	}
 	// Known paths with the wrong method are 405 M_UNRECOGNIZED, also before auth.
 	for _, p := range []struct{ method, path string }{
@@ -407,7 +411,7 @@ func badInputCases(dev, me string) []badCase {
 		{"GET", clientPrefix + "/refresh"},
 		{"PUT", "/_synapse/admin/v1/register"},
 	} {
-		cases = append(cases, badCase{"wrong_method", p.method, p.path, noAuth, nil, 405, []string{"M_UNRECOGNIZED"}})
+		cases = append(cases, badCase{"wrong_method", p.method, p.path, noAuth, nil, 405, []string{"M_UNRECOGNIZED"}, nil})
 	}
 	return cases
 }
