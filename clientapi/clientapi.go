@@ -15,8 +15,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gorilla/mux"
-
 	"myelin/account"
 	"myelin/config"
 	"myelin/internal/apierr"
@@ -48,47 +46,41 @@ func New(opts Options) (http.Handler, error) {
 		opts.Metrics.Instrument(r)
 	}
 
-	wk := r.PathPrefix("/.well-known/matrix").Subrouter()
-	wk.Handle("/client", a.handle(a.wellKnownClient)).Methods(http.MethodGet)
-	wk.Handle("/server", a.handle(a.wellKnownServer)).Methods(http.MethodGet)
-
-	r.Handle("/_matrix/client/versions", a.handle(a.versions)).Methods(http.MethodGet)
-
-	v1 := r.PathPrefix("/_matrix/client/v1").Subrouter()
-	v1.Handle("/register/m.login.registration_token/validity", a.handle(a.registrationTokenValidity)).Methods(http.MethodGet)
-
-	v3 := r.PathPrefix("/_matrix/client/v3").Subrouter()
-	v3.Handle("/capabilities", a.authed(a.capabilities)).Methods(http.MethodGet)
-	v3.Handle("/register", a.handle(a.register)).Methods(http.MethodPost)
-	v3.Handle("/register/available", a.handle(a.registerAvailable)).Methods(http.MethodGet)
-	v3.Handle("/login", a.handle(a.loginFlows)).Methods(http.MethodGet)
-	v3.Handle("/login", a.handle(a.login)).Methods(http.MethodPost)
-	v3.Handle("/logout", a.authed(a.logout)).Methods(http.MethodPost)
-	v3.Handle("/logout/all", a.authed(a.logoutAll)).Methods(http.MethodPost)
-	v3.Handle("/refresh", a.handle(a.refresh)).Methods(http.MethodPost)
-	v3.Handle("/account/whoami", a.authed(a.whoami)).Methods(http.MethodGet)
-	v3.Handle("/account/password", a.optionallyAuthed(a.changePassword)).Methods(http.MethodPost)
-	v3.Handle("/account/deactivate", a.optionallyAuthed(a.deactivate)).Methods(http.MethodPost)
-	v3.Handle("/devices", a.authed(a.listDevices)).Methods(http.MethodGet)
-	v3.Handle("/devices/{deviceId}", a.authed(a.getDevice)).Methods(http.MethodGet)
-	v3.Handle("/devices/{deviceId}", a.authed(a.updateDevice)).Methods(http.MethodPut)
-	v3.Handle("/devices/{deviceId}", a.authed(a.deleteDevice)).Methods(http.MethodDelete)
-	v3.Handle("/delete_devices", a.authed(a.deleteDevices)).Methods(http.MethodPost)
-	v3.Handle("/profile/{userId}", a.handle(a.getProfile)).Methods(http.MethodGet)
-	v3.Handle("/profile/{userId}/{keyName}", a.handle(a.getProfileField)).Methods(http.MethodGet)
-	v3.Handle("/profile/{userId}/{keyName}", a.authed(a.setProfileField)).Methods(http.MethodPut)
-	v3.Handle("/profile/{userId}/{keyName}", a.authed(a.deleteProfileField)).Methods(http.MethodDelete)
-
-	admin := r.PathPrefix("/_synapse/admin/v1").Subrouter()
-	admin.Handle("/register", a.handle(a.sharedSecretNonce)).Methods(http.MethodGet)
-	admin.Handle("/register", a.handle(a.sharedSecretRegister)).Methods(http.MethodPost)
-
-	// Subrouters answer unknown paths under their prefix themselves; give
-	// them the router's Matrix errors (and metrics) too.
-	for _, sr := range []*mux.Router{wk, v1, v3, admin} {
-		sr.NotFoundHandler = r.NotFoundHandler
-		sr.MethodNotAllowedHandler = r.MethodNotAllowedHandler
+	// Full paths on the root router, no subrouters: gorilla/mux subroutes
+	// carry the prefix matcher, whose success clears an earlier method
+	// mismatch, so a wrong method under a subrouter would answer 404
+	// instead of 405.
+	handle := func(method, path string, h http.Handler) {
+		r.Handle(path, h).Methods(method)
 	}
+	const c, v1, v3 = "/_matrix/client", "/_matrix/client/v1", "/_matrix/client/v3"
+
+	handle(http.MethodGet, "/.well-known/matrix/client", a.handle(a.wellKnownClient))
+	handle(http.MethodGet, "/.well-known/matrix/server", a.handle(a.wellKnownServer))
+	handle(http.MethodGet, c+"/versions", a.handle(a.versions))
+	handle(http.MethodGet, v1+"/register/m.login.registration_token/validity", a.handle(a.registrationTokenValidity))
+	handle(http.MethodGet, v3+"/capabilities", a.authed(a.capabilities))
+	handle(http.MethodPost, v3+"/register", a.handle(a.register))
+	handle(http.MethodGet, v3+"/register/available", a.handle(a.registerAvailable))
+	handle(http.MethodGet, v3+"/login", a.handle(a.loginFlows))
+	handle(http.MethodPost, v3+"/login", a.handle(a.login))
+	handle(http.MethodPost, v3+"/logout", a.authed(a.logout))
+	handle(http.MethodPost, v3+"/logout/all", a.authed(a.logoutAll))
+	handle(http.MethodPost, v3+"/refresh", a.handle(a.refresh))
+	handle(http.MethodGet, v3+"/account/whoami", a.authed(a.whoami))
+	handle(http.MethodPost, v3+"/account/password", a.optionallyAuthed(a.changePassword))
+	handle(http.MethodPost, v3+"/account/deactivate", a.optionallyAuthed(a.deactivate))
+	handle(http.MethodGet, v3+"/devices", a.authed(a.listDevices))
+	handle(http.MethodGet, v3+"/devices/{deviceId}", a.authed(a.getDevice))
+	handle(http.MethodPut, v3+"/devices/{deviceId}", a.authed(a.updateDevice))
+	handle(http.MethodDelete, v3+"/devices/{deviceId}", a.authed(a.deleteDevice))
+	handle(http.MethodPost, v3+"/delete_devices", a.authed(a.deleteDevices))
+	handle(http.MethodGet, v3+"/profile/{userId}", a.handle(a.getProfile))
+	handle(http.MethodGet, v3+"/profile/{userId}/{keyName}", a.handle(a.getProfileField))
+	handle(http.MethodPut, v3+"/profile/{userId}/{keyName}", a.authed(a.setProfileField))
+	handle(http.MethodDelete, v3+"/profile/{userId}/{keyName}", a.authed(a.deleteProfileField))
+	handle(http.MethodGet, "/_synapse/admin/v1/register", a.handle(a.sharedSecretNonce))
+	handle(http.MethodPost, "/_synapse/admin/v1/register", a.handle(a.sharedSecretRegister))
 	return httpapi.CORS(r), nil
 }
 
