@@ -2,8 +2,8 @@
 // without Docker: it builds Myelin, copies the pinned Complement module out
 // of the module cache, compiles its test packages with the process deployer
 // overlaid on Complement's Docker deployer (conformance/overlay), and runs
-// each package's test binary in a private mount namespace where hs1, hs2, hs3
-// resolve to the loopback addresses the servers listen on.
+// each package's test binary through test2json. The deployer itself starts
+// Myelin processes and gives them the names hs1, hs2, hs3.
 package harness
 
 import (
@@ -188,6 +188,7 @@ var overlayFiles = map[string]string{
 	"test_main.go":            "test_main.go",
 	"test_package.go":         "test_package.go",
 	"myelin_homeserver.go":    "homeserver.go",
+	"myelin_namespace.go":     "namespace.go",
 	"myelin_deployer_test.go": "deployer_test.go",
 }
 

@@ -5,55 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 )
-
-func TestHostsFile(t *testing.T) {
-	base := "127.0.0.1 localhost\n# comment hs1\n10.0.0.5 hs1 other\n10.0.0.6 host.docker.internal\n10.0.0.7 myhost # hs2\n::1 localhost ip6-localhost\n"
-	got := string(HostsFile([]byte(base)))
-	for _, want := range []string{
-		"127.0.0.1 localhost\n",
-		"# comment hs1\n",
-		"10.0.0.7 myhost # hs2\n", // hs2 only in a comment: kept
-		"::1 localhost ip6-localhost\n",
-		"127.0.0.1 host.docker.internal\n",
-		"127.0.10.1 hs1\n",
-		"127.0.10.3 hs3\n",
-		"127.0.10.9 hs9\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("hosts lacks %q:\n%s", want, got)
-		}
-	}
-	for _, gone := range []string{"10.0.0.5", "10.0.0.6"} {
-		if strings.Contains(got, gone) {
-			t.Errorf("hosts keeps clashing entry %s:\n%s", gone, got)
-		}
-	}
-}
-
-func TestUnshareArgs(t *testing.T) {
-	args := unshareArgs()
-	if args[0] != "unshare" || args[len(args)-1] != "--" {
-		t.Fatalf("unshare args %v", args)
-	}
-	joined := strings.Join(args, " ")
-	if !strings.Contains(joined, "--mount --propagation private") {
-		t.Errorf("mount namespace must be private: %v", args)
-	}
-	if root := os.Geteuid() == 0; root == strings.Contains(joined, "--map-root-user") {
-		t.Errorf("root=%v but args %v", root, args)
-	}
-}
-
-func TestNamespaceExecUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"h", "r"}, {"h", "r", "x", "cmd"}, {"h", "r", "--"}} {
-		if err := NamespaceExec(args); err == nil || !strings.Contains(err.Error(), "usage") {
-			t.Errorf("NamespaceExec(%v) = %v, want usage error", args, err)
-		}
-	}
-}
 
 func TestCopyTreeAndPackages(t *testing.T) {
 	src := t.TempDir()
@@ -117,6 +70,7 @@ func TestWriteOverlay(t *testing.T) {
 		"/work/complement@v1/test_main.go":            "/repo/conformance/overlay/test_main.go",
 		"/work/complement@v1/test_package.go":         "/repo/conformance/overlay/test_package.go",
 		"/work/complement@v1/myelin_homeserver.go":    "/repo/conformance/overlay/homeserver.go",
+		"/work/complement@v1/myelin_namespace.go":     "/repo/conformance/overlay/namespace.go",
 		"/work/complement@v1/myelin_deployer_test.go": "/repo/conformance/overlay/deployer_test.go",
 	}
 	if !reflect.DeepEqual(o.Replace, want) {

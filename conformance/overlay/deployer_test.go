@@ -36,7 +36,9 @@ import (
 const fakeServerEnv = "MYELIN_DEPLOYER_TEST_FAKE_SERVER"
 
 func init() {
-	if os.Getenv(fakeServerEnv) != "1" {
+	// While envNamespaceHosts is set this process is only the hop into the
+	// server's namespace (namespace.go's init); the fake starts after it.
+	if os.Getenv(fakeServerEnv) != "1" || os.Getenv(envNamespaceHosts) != "" {
 		return
 	}
 	if err := fakeServer(os.Args[1:]); err != nil {
@@ -68,7 +70,15 @@ func fakeServer(args []string) error {
 	var users atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_matrix/client/versions", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"versions": []string{"v1.11"}, "server": name, "pid": os.Getpid()})
+		// Report how names resolve in here: the deployer's namespace
+		// must give this server its own deployment's hsN.
+		hs2, _ := net.LookupHost("hs2")
+		complementHost, _ := net.LookupHost("host.docker.internal")
+		resolv, _ := os.ReadFile("/etc/resolv.conf")
+		json.NewEncoder(w).Encode(map[string]any{
+			"versions": []string{"v1.11"}, "server": name, "pid": os.Getpid(),
+			"hs2": hs2, "complement": complementHost, "resolv": string(resolv),
+		})
 	})
 	mux.HandleFunc("/_matrix/client/v3/register", func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ Username string }
@@ -125,8 +135,11 @@ func TestServerIndex(t *testing.T) {
 			t.Errorf("serverIndex(%q) = %d, want %d", tt.name, got, tt.want)
 		}
 	}
-	if got := serverIP("hs2"); got != "127.0.10.2" {
-		t.Errorf("serverIP(hs2) = %s", got)
+	if got := slotIP(0, 2); got != "127.0.10.2" {
+		t.Errorf("slotIP(0, 2) = %s", got)
+	}
+	if got := slotIP(3, 1); got != "127.0.13.1" {
+		t.Errorf("slotIP(3, 1) = %s", got)
 	}
 }
 
@@ -192,37 +205,48 @@ func testDeployer(t *testing.T) *processDeployer {
 	return d
 }
 
-// versions asks a server which server and process answered.
-func versions(baseURL string, timeout time.Duration) (server string, pid int, err error) {
+// serverView is what the fake server reports about itself.
+type serverView struct {
+	Server     string
+	PID        int
+	HS2        []string
+	Complement []string
+	Resolv     string
+}
+
+// versions asks a server who it is and how it resolves names.
+func versions(baseURL string, timeout time.Duration) (serverView, error) {
+	var v serverView
 	c := &http.Client{Timeout: timeout}
 	resp, err := c.Get(baseURL + "/_matrix/client/versions")
 	if err != nil {
-		return "", 0, err
+		return v, err
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Server string
-		PID    int
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", 0, err
-	}
-	return body.Server, body.PID, nil
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	return v, err
 }
 
 func TestDeploymentLifecycle(t *testing.T) {
 	d := testDeployer(t)
 	dep := d.deploy(t, []string{"hs1", "hs2"})
 
-	// Each server runs with its own name, its rendered config and the CA.
+	// Each server runs with its own name, its rendered config and the CA,
+	// and resolves names within its deployment.
 	pids := map[string]int{}
 	for _, name := range []string{"hs1", "hs2"} {
 		hs := dep.servers[name]
-		server, pid, err := versions(hs.baseURL, 2*time.Second)
-		if err != nil || server != name {
-			t.Fatalf("%s answered as %q: %v", name, server, err)
+		v, err := versions(hs.baseURL, 2*time.Second)
+		if err != nil || v.Server != name {
+			t.Fatalf("%s answered as %q: %v", name, v.Server, err)
 		}
-		pids[name] = pid
+		pids[name] = v.PID
+		if !slices.Equal(v.HS2, []string{"127.0.10.2"}) || !slices.Equal(v.Complement, []string{"127.0.0.1"}) {
+			t.Errorf("%s resolves hs2 to %v and host.docker.internal to %v", name, v.HS2, v.Complement)
+		}
+		if !strings.Contains(v.Resolv, "no DNS") {
+			t.Errorf("%s sees resolv.conf %q", name, v.Resolv)
+		}
 		config, err := os.ReadFile(hs.configPath)
 		if err != nil {
 			t.Fatal(err)
@@ -236,11 +260,15 @@ func TestDeploymentLifecycle(t *testing.T) {
 			t.Errorf("%s does not trust the Complement CA", name)
 		}
 	}
+	// The namespaces are the servers' own: this process still sees the
+	// machine's /etc/hosts.
+	if addrs, _ := net.LookupHost("hs2"); slices.Contains(addrs, "127.0.10.2") && !hostsMapsHS2() {
+		t.Error("the deployer changed the test process's name resolution")
+	}
 
 	// Federation requests for hs2 reach its TLS listener, and its
 	// certificate verifies for the name hs2 against Complement's CA.
-	req, _ := http.NewRequest(http.MethodGet, "https://hs2/_matrix/key/v2/server", nil)
-	resp, err := dep.RoundTripper().RoundTrip(req)
+	resp, err := dep.RoundTripper().RoundTrip(mustRequest(t, "https://hs2/_matrix/key/v2/server"))
 	if err != nil {
 		t.Fatalf("federation request to hs2: %v", err)
 	}
@@ -265,22 +293,22 @@ func TestDeploymentLifecycle(t *testing.T) {
 
 	// Stop and start keep the address.
 	dep.StopServer(t, "hs2")
-	if _, _, err := versions(dep.servers["hs2"].baseURL, time.Second); err == nil {
+	if _, err := versions(dep.servers["hs2"].baseURL, time.Second); err == nil {
 		t.Error("hs2 still answers after StopServer")
 	}
 	dep.StartServer(t, "hs2")
-	if server, pid, err := versions(dep.servers["hs2"].baseURL, 2*time.Second); err != nil || server != "hs2" || pid == pids["hs2"] {
-		t.Errorf("after StartServer: %q pid %d (was %d): %v", server, pid, pids["hs2"], err)
+	if v, err := versions(dep.servers["hs2"].baseURL, 2*time.Second); err != nil || v.Server != "hs2" || v.PID == pids["hs2"] {
+		t.Errorf("after StartServer: %q pid %d (was %d): %v", v.Server, v.PID, pids["hs2"], err)
 	}
 
 	// A paused server keeps its socket but does not answer.
 	dep.PauseServer(t, "hs1")
-	if _, _, err := versions(dep.servers["hs1"].baseURL, 300*time.Millisecond); err == nil {
+	if _, err := versions(dep.servers["hs1"].baseURL, 300*time.Millisecond); err == nil {
 		t.Error("paused hs1 answered")
 	}
 	dep.UnpauseServer(t, "hs1")
-	if server, pid, err := versions(dep.servers["hs1"].baseURL, 2*time.Second); err != nil || server != "hs1" || pid != pids["hs1"] {
-		t.Errorf("after UnpauseServer: %q pid %d: %v", server, pid, err)
+	if v, err := versions(dep.servers["hs1"].baseURL, 2*time.Second); err != nil || v.Server != "hs1" || v.PID != pids["hs1"] {
+		t.Errorf("after UnpauseServer: %q pid %d: %v", v.Server, v.PID, err)
 	}
 
 	// Restart replaces every process.
@@ -292,25 +320,51 @@ func TestDeploymentLifecycle(t *testing.T) {
 		t.Errorf("Restart kept process %s", before)
 	}
 
-	// A new deployment takes over from one that was never destroyed.
-	next := d.deploy(t, []string{"hs1"})
+	// A second deployment alive at the same time gets its own addresses
+	// and names; the first keeps running.
+	nested := d.deploy(t, []string{"hs1", "hs2"})
+	if nested.slot != 1 || nested.servers["hs1"].baseURL != "http://127.0.11.1:"+fmt.Sprint(d.clientPort) {
+		t.Errorf("nested deployment slot %d at %s", nested.slot, nested.servers["hs1"].baseURL)
+	}
+	v, err := versions(nested.servers["hs1"].baseURL, 2*time.Second)
+	if err != nil || !slices.Equal(v.HS2, []string{"127.0.11.2"}) {
+		t.Errorf("nested hs1 resolves hs2 to %v: %v", v.HS2, err)
+	}
+	if _, err := versions(dep.servers["hs1"].baseURL, 2*time.Second); err != nil {
+		t.Errorf("first deployment stopped answering: %v", err)
+	}
+	nested.Destroy(t)
+	if nested.servers["hs1"].running() {
+		t.Error("nested hs1 running after Destroy")
+	}
+	if _, err := os.Stat(nested.dir); !os.IsNotExist(err) {
+		t.Errorf("nested deployment dir remains: %v", err)
+	}
+
+	// Its slot is free again; the first deployment still holds slot 0.
+	again2 := d.deploy(t, []string{"hs1"})
+	if again2.slot != 1 {
+		t.Errorf("slot %d reused, want 1", again2.slot)
+	}
+	again2.Destroy(t)
+	dep.Destroy(t)
 	if dep.servers["hs1"].running() || dep.servers["hs2"].running() {
-		t.Error("stale deployment still running")
+		t.Error("servers running after Destroy")
 	}
-	if _, err := os.Stat(dep.dir); !os.IsNotExist(err) {
-		t.Errorf("stale deployment dir remains: %v", err)
-	}
-	next.Destroy(t)
-	if next.servers["hs1"].running() {
-		t.Error("hs1 running after Destroy")
-	}
+}
+
+// hostsMapsHS2 tells whether the machine's own /etc/hosts maps hs2 (then
+// the isolation check above proves nothing).
+func hostsMapsHS2() bool {
+	data, _ := os.ReadFile("/etc/hosts")
+	return strings.Contains(string(data), "hs2")
 }
 
 func TestDeployReportsServerThatExits(t *testing.T) {
 	d := testDeployer(t)
 	// Make the fake server refuse to start: an unusable config path.
 	dep := &processDeployment{deployer: d, id: 99, servers: map[string]*homeserver{}}
-	hs, err := d.prepare(t.TempDir(), "hs1")
+	hs, err := d.prepare(t.TempDir(), 0, "/etc/hosts", "hs1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,4 +410,39 @@ func mustRequest(t *testing.T, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+func TestHostsFile(t *testing.T) {
+	base := "127.0.0.1 localhost\n# comment hs1\n10.0.0.5 hs1 other\n10.0.0.6 host.docker.internal\n10.0.0.7 myhost # hs2\n::1 localhost ip6-localhost\n"
+	got := string(hostsFile([]byte(base), 2, "host.docker.internal"))
+	for _, want := range []string{
+		"127.0.0.1 localhost\n",
+		"# comment hs1\n",
+		"10.0.0.7 myhost # hs2\n", // hs2 only in a comment: kept
+		"::1 localhost ip6-localhost\n",
+		"127.0.0.1 host.docker.internal\n",
+		"127.0.12.1 hs1\n",
+		"127.0.12.3 hs3\n",
+		"127.0.12.9 hs9\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("hosts lacks %q:\n%s", want, got)
+		}
+	}
+	for _, gone := range []string{"10.0.0.5", "10.0.0.6", "127.0.12.10 "} {
+		if strings.Contains(got, gone) {
+			t.Errorf("hosts has %s:\n%s", gone, got)
+		}
+	}
+}
+
+func TestEnterServerNamespaceErrors(t *testing.T) {
+	if err := enterServerNamespace("/nonexistent", "", nil); err == nil {
+		t.Error("accepted an empty command")
+	}
+	// Outside a private mount namespace (or as non-root) mounting over
+	// /etc/hosts from a missing source must fail, never half-succeed.
+	if err := enterServerNamespace("/nonexistent/hosts", "", []string{"/bin/true"}); err == nil {
+		t.Error("mounted a missing hosts file")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 // started again on the same data.
 type homeserver struct {
 	name       string
+	launch     []string // runs the server in its own mount namespace
 	binary     string
 	configPath string
 	logPath    string
@@ -65,7 +67,8 @@ func (hs *homeserver) start(timeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("open %s log: %w", hs.name, err)
 	}
-	cmd := exec.Command(hs.binary, "serve", "--config", hs.configPath)
+	args := append(slices.Clone(hs.launch[1:]), hs.binary, "serve", "--config", hs.configPath)
+	cmd := exec.Command(hs.launch[0], args...)
 	cmd.Env = hs.env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

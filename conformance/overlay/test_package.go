@@ -2,13 +2,11 @@
 
 // This file replaces Complement's test_package.go through `go test -overlay`.
 // It keeps Complement's Deployment interface (the tests program against it)
-// and implements it with Myelin processes: hsN listens on 127.0.10.N:8008
-// (client API, plain HTTP) and 127.0.10.N:8448 (federation, TLS with a
-// certificate for hsN signed by Complement's per-run CA). The names hsN and
-// Complement's own host name resolve through the /etc/hosts that
-// conformance/run.sh bind-mounts in a private mount namespace, so Myelin needs
-// no test-only name mapping. Only one deployment can own those addresses at a
-// time, which matches how Complement runs: top-level tests are sequential.
+// and implements it with Myelin processes. A deployment occupies a slot k;
+// its hsN listens on 127.0.(10+k).N:8008 (client API, plain HTTP) and
+// 127.0.(10+k).N:8448 (federation, TLS with a certificate for hsN signed by
+// Complement's per-run CA, which the servers trust through SSL_CERT_FILE).
+// Each server resolves hsN to its own deployment's addresses (namespace.go).
 
 package complement
 
@@ -28,7 +26,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,11 +106,6 @@ func serverIndex(name string) int {
 	return n
 }
 
-// serverIP is the loopback address hsN listens on.
-func serverIP(name string) string {
-	return fmt.Sprintf("127.0.10.%d", serverIndex(name))
-}
-
 // processDeployer starts deployments for one test package.
 type processDeployer struct {
 	cfg      *config.Complement
@@ -128,8 +120,14 @@ type processDeployer struct {
 	// by name alone, which means port 8448.
 	clientPort, federationPort int
 
-	mu   sync.Mutex
-	live *processDeployment // the deployment owning the hsN addresses, if any
+	// launch starts a command in a new mount namespace (namespace.go).
+	launch []string
+	// baseHosts is the machine's /etc/hosts, the start of every slot's.
+	baseHosts  []byte
+	resolvFile string
+
+	mu    sync.Mutex
+	slots map[int]*processDeployment // live deployments by address slot
 }
 
 func newProcessDeployer(namespace string) (*processDeployer, error) {
@@ -145,9 +143,6 @@ func newProcessDeployer(namespace string) (*processDeployer, error) {
 	tmplPath := os.Getenv(envTemplate)
 	if tmplPath == "" {
 		return nil, fmt.Errorf("%s must name the homeserver config template", envTemplate)
-	}
-	if err := checkNames(cfg.HostnameRunningComplement); err != nil {
-		return nil, err
 	}
 	base := os.Getenv(envWorkDir)
 	if base == "" {
@@ -171,12 +166,23 @@ func setupDeployer(cfg *config.Complement, binary, tmplPath, base, namespace str
 	if err != nil {
 		return nil, fmt.Errorf("parse config template: %w", err)
 	}
+	launch, err := launcher()
+	if err != nil {
+		return nil, err
+	}
+	baseHosts, err := os.ReadFile("/etc/hosts")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read /etc/hosts: %w", err)
+	}
 	d := &processDeployer{
 		cfg:            cfg,
 		binary:         binary,
 		template:       tmpl,
 		clientPort:     clientPort,
 		federationPort: federationPort,
+		launch:         launch,
+		baseHosts:      baseHosts,
+		slots:          map[int]*processDeployment{},
 	}
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, fmt.Errorf("create work dir: %w", err)
@@ -195,33 +201,47 @@ func setupDeployer(cfg *config.Complement, binary, tmplPath, base, namespace str
 	}
 	d.caPool = x509.NewCertPool()
 	d.caPool.AddCert(cfg.CACertificate)
+	d.resolvFile = filepath.Join(d.root, "resolv.conf")
+	if err := os.WriteFile(d.resolvFile, []byte(resolvConf), 0o644); err != nil {
+		return nil, fmt.Errorf("write resolv.conf: %w", err)
+	}
 	return d, nil
 }
 
-// checkNames verifies that the host names the tests use resolve the way the
-// servers listen. They only do inside the mount namespace run.sh sets up.
-func checkNames(complementHost string) error {
-	want := map[string]string{"hs1": "127.0.10.1", "hs2": "127.0.10.2", "hs3": "127.0.10.3", complementHost: "127.0.0.1"}
-	for name, ip := range want {
-		addrs, err := net.LookupHost(name)
-		if err != nil || !slices.Contains(addrs, ip) {
-			return fmt.Errorf("%s does not resolve to %s (got %v, %v): run the suite through conformance/run.sh, "+
-				"which mounts a private /etc/hosts", name, ip, addrs, err)
-		}
-	}
-	return nil
-}
-
-// close stops whatever deployment is still running when the package ends.
+// close stops whatever deployments are still running when the package ends.
 func (d *processDeployer) close() {
 	d.mu.Lock()
-	live := d.live
+	var live []*processDeployment
+	for _, dep := range d.slots {
+		live = append(live, dep)
+	}
 	d.mu.Unlock()
-	if live != nil {
-		live.destroy(nil, false)
+	for _, dep := range live {
+		dep.destroy(nil, false)
 	}
 	if !d.keep {
 		os.RemoveAll(d.root)
+	}
+}
+
+// claimSlot reserves the lowest free address slot for dep.
+func (d *processDeployer) claimSlot(dep *processDeployment) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for slot := 0; slot < maxSlots; slot++ {
+		if d.slots[slot] == nil {
+			d.slots[slot] = dep
+			return slot, nil
+		}
+	}
+	return 0, fmt.Errorf("more than %d deployments alive at once", maxSlots)
+}
+
+func (d *processDeployer) releaseSlot(dep *processDeployment) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.slots[dep.slot] == dep {
+		delete(d.slots, dep.slot)
 	}
 }
 
@@ -229,15 +249,6 @@ func (d *processDeployer) close() {
 // one answers /versions.
 func (d *processDeployer) deploy(t ct.TestLike, names []string) *processDeployment {
 	t.Helper()
-	d.mu.Lock()
-	stale := d.live
-	d.mu.Unlock()
-	if stale != nil {
-		// A previous deployment was not destroyed; it holds hs1's addresses.
-		t.Logf("Deploy: stopping deployment %d, which was never destroyed", stale.id)
-		stale.destroy(nil, false)
-	}
-
 	start := time.Now()
 	dep := &processDeployment{
 		deployer:   d,
@@ -245,29 +256,41 @@ func (d *processDeployer) deploy(t ct.TestLike, names []string) *processDeployme
 		servers:    map[string]*homeserver{},
 		transports: map[string]*http.Transport{},
 	}
+	slot, err := d.claimSlot(dep)
+	if err != nil {
+		ct.Fatalf(t, "Deploy: %v", err)
+	}
+	dep.slot = slot
 	dep.dir = filepath.Join(d.root, strconv.FormatUint(dep.id, 10))
+	if c, ok := t.(interface{ Cleanup(func()) }); ok {
+		// Tests normally defer Destroy; this stops servers a test forgot.
+		c.Cleanup(func() { dep.destroy(nil, false) })
+	}
+	if err := os.MkdirAll(dep.dir, 0o755); err != nil {
+		dep.destroy(nil, false)
+		ct.Fatalf(t, "Deploy: create deployment dir: %v", err)
+	}
+	hosts := filepath.Join(dep.dir, "hosts")
+	if err := os.WriteFile(hosts, hostsFile(d.baseHosts, slot, d.cfg.HostnameRunningComplement), 0o644); err != nil {
+		dep.destroy(nil, false)
+		ct.Fatalf(t, "Deploy: write hosts file: %v", err)
+	}
 	for _, name := range names {
-		hs, err := d.prepare(dep.dir, name)
+		hs, err := d.prepare(dep.dir, slot, hosts, name)
 		if err != nil {
+			dep.destroy(nil, false)
 			ct.Fatalf(t, "Deploy: %v", err)
 		}
 		dep.servers[name] = hs
 		dep.order = append(dep.order, name)
 	}
-	d.mu.Lock()
-	d.live = dep
-	d.mu.Unlock()
-	if c, ok := t.(interface{ Cleanup(func()) }); ok {
-		// Tests normally defer Destroy; this stops servers a test forgot.
-		c.Cleanup(func() { dep.destroy(nil, false) })
-	}
-
 	if err := dep.startAll(); err != nil {
 		logs := dep.logTails()
 		dep.destroy(nil, false)
 		ct.Fatalf(t, "Deploy: %v\n%s", err, logs)
 	}
-	t.Logf("Deploy: %d Myelin server(s) %v up in %v", len(names), names, time.Since(start).Round(time.Millisecond))
+	t.Logf("Deploy: %d Myelin server(s) %v up in %v (addresses 127.0.%d.N)", len(names), names,
+		time.Since(start).Round(time.Millisecond), 10+slot)
 	return dep
 }
 
@@ -283,15 +306,16 @@ type configData struct {
 }
 
 // prepare writes a server's directory: config, TLS certificate and key.
-func (d *processDeployer) prepare(depDir, name string) (*homeserver, error) {
-	if serverIndex(name) == 0 {
-		return nil, fmt.Errorf("homeserver name %q is not of the form hsN", name)
+func (d *processDeployer) prepare(depDir string, slot int, hostsPath, name string) (*homeserver, error) {
+	n := serverIndex(name)
+	if n == 0 || n > maxServersPerDeployment {
+		return nil, fmt.Errorf("homeserver name %q is not of the form hsN with N ≤ %d", name, maxServersPerDeployment)
 	}
 	dir := filepath.Join(depDir, name)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s dir: %w", name, err)
 	}
-	ip := serverIP(name)
+	ip := slotIP(slot, n)
 	data := configData{
 		ServerName:     name,
 		DataDir:        filepath.Join(dir, "data"),
@@ -317,9 +341,13 @@ func (d *processDeployer) prepare(depDir, name string) (*homeserver, error) {
 		binary:     d.binary,
 		configPath: configPath,
 		logPath:    filepath.Join(dir, "server.log"),
-		env:        append(os.Environ(), "SSL_CERT_FILE="+d.caFile),
-		baseURL:    "http://" + data.ClientAddr,
-		fedAddr:    data.FederationAddr,
+		launch:     d.launch,
+		env: append(os.Environ(),
+			"SSL_CERT_FILE="+d.caFile,
+			envNamespaceHosts+"="+hostsPath,
+			envNamespaceResolv+"="+d.resolvFile),
+		baseURL: "http://" + data.ClientAddr,
+		fedAddr: data.FederationAddr,
 	}, nil
 }
 
@@ -367,6 +395,7 @@ func (d *processDeployer) writeCertificate(name, ip, certPath, keyPath string) e
 type processDeployment struct {
 	deployer  *processDeployer
 	id        uint64
+	slot      int // address block, see processDeployer.claimSlot
 	dir       string
 	servers   map[string]*homeserver
 	order     []string // servers in start order
@@ -540,11 +569,7 @@ func (dep *processDeployment) destroy(t ct.TestLike, printLogs bool) {
 		if !dep.deployer.keep {
 			os.RemoveAll(dep.dir)
 		}
-		dep.deployer.mu.Lock()
-		if dep.deployer.live == dep {
-			dep.deployer.live = nil
-		}
-		dep.deployer.mu.Unlock()
+		dep.deployer.releaseSlot(dep)
 	})
 }
 

@@ -223,7 +223,7 @@ func writeFailures(b *strings.Builder, run Run) {
 				}
 			}
 		}
-		reason := run.Reasons.For(f.area, r.Package, r.Test)
+		reason := run.Reasons.For(f.area, r.Package, r.Test, f.firstError)
 		groups[reason] = append(groups[reason], f)
 	}
 	reasons := make([]string, 0, len(groups))

@@ -9,8 +9,11 @@ import (
 )
 
 // Reasons explains failures: an ordered list of patterns, each matched
-// against "area package TestName" (top-level name) of a failing test. The
-// first match gives the reason.
+// against "area package TestName first-error" of a failing top-level test
+// (first-error is the first error Complement reported in the test or its
+// subtests, e.g. "CSAPI.Must: POST http://…/createRoom returned non-2xx
+// code: 404 …"). The first match gives the reason, so patterns can name a
+// missing endpoint as well as a test.
 type Reasons []reasonRule
 
 type reasonRule struct {
@@ -50,9 +53,9 @@ const unexplained = "not yet investigated (see the first error)"
 
 // For returns the known reason a test fails, or the "not yet investigated"
 // group.
-func (rs Reasons) For(area Area, pkg, test string) string {
+func (rs Reasons) For(area Area, pkg, test, firstError string) string {
 	top, _, _ := strings.Cut(test, "/")
-	subject := area.Slug + " " + pkg + " " + top
+	subject := area.Slug + " " + pkg + " " + top + " " + firstError
 	for _, r := range rs {
 		if r.pattern.MatchString(subject) {
 			return r.reason

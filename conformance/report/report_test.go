@@ -40,22 +40,25 @@ func TestAreaOf(t *testing.T) {
 }
 
 func TestReasons(t *testing.T) {
-	file := "# comment\n\n^rooms \tneeds rooms (issue 4)\nTestSync$\tneeds sync (issue 5)\n^federation tests \tfederation not built\n"
+	file := "# comment\n\n^rooms \tneeds rooms (issue 4)\nTestSync \tneeds sync (issue 5)\n^federation tests \tfederation not built\n" +
+		"/keys/upload returned non-2xx code: 404\tneeds E2EE keys\n"
 	rs, err := ReadReasons(strings.NewReader(file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		pkg, test, want string
+		pkg, test, firstError, want string
 	}{
-		{"tests/csapi", "TestRoomCreate/sub", "needs rooms (issue 4)"},
-		{"tests/csapi", "TestSync", "needs sync (issue 5)"},
-		{"tests/csapi", "TestSyncFilter", unexplained},
-		{"tests", "TestOutboundFederationSend", "federation not built"},
-		{"tests/csapi", "TestLogin", unexplained},
+		{"tests/csapi", "TestRoomCreate/sub", "", "needs rooms (issue 4)"},
+		{"tests/csapi", "TestSync", "", "needs sync (issue 5)"},
+		{"tests/csapi", "TestSyncFilter", "", unexplained},
+		{"tests", "TestOutboundFederationSend", "", "federation not built"},
+		{"tests/csapi", "TestLogin", "", unexplained},
+		{"tests/csapi", "TestUploadKey", "CSAPI.MustDo POST http://x/_matrix/client/v3/keys/upload returned non-2xx code: 404 Not Found", "needs E2EE keys"},
+		{"tests/csapi", "TestUploadKey", "CSAPI.MustDo POST http://x/_matrix/client/v3/keys/upload returned non-2xx code: 400", unexplained},
 	}
 	for _, tt := range tests {
-		if got := rs.For(AreaOf(tt.pkg, tt.test), tt.pkg, tt.test); got != tt.want {
+		if got := rs.For(AreaOf(tt.pkg, tt.test), tt.pkg, tt.test, tt.firstError); got != tt.want {
 			t.Errorf("For(%s %s) = %q, want %q", tt.pkg, tt.test, got, tt.want)
 		}
 	}

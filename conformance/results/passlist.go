@@ -74,6 +74,9 @@ func (pl PassList) Add(rs []Result) []string {
 	return added
 }
 
+// NotRun is the reason given for a listed test absent from a run.
+const NotRun = "did not run"
+
 // Regressions returns the listed tests that did not pass in rs, sorted:
 // failed, skipped, or absent (never ran). Only packages in ran are checked,
 // so a partial run does not report the packages it left out.
@@ -91,7 +94,7 @@ func (pl PassList) Regressions(rs []Result, ran []string) []Result {
 		r, ok := byKey[key]
 		switch {
 		case !ok:
-			out = append(out, Result{Package: pkg, Test: test, Outcome: Fail, Reason: "did not run"})
+			out = append(out, Result{Package: pkg, Test: test, Outcome: Fail, Reason: NotRun})
 		case r.Outcome != Pass:
 			out = append(out, r)
 		}

@@ -98,6 +98,9 @@ type PackageResult struct {
 	// Tail is the package-level output (not attributed to a test), last
 	// lines only: it explains a package that failed outside its tests.
 	Tail []string
+	// Ends counts the package-level verdicts seen: one per run of the test
+	// binary that ended normally, none for a binary that crashed.
+	Ends int
 }
 
 const packageTailLines = 40
@@ -142,6 +145,10 @@ func (c *Collector) add(ev event) {
 		c.tests[key] = st
 		c.order = append(c.order, key)
 	}
+	if c.packages[pkg] == nil {
+		// A test event first: the package exists even if it never ends.
+		c.packages[pkg] = &PackageResult{Package: pkg}
+	}
 	switch ev.Action {
 	case "output":
 		line := strings.TrimRight(ev.Output, "\n")
@@ -176,8 +183,13 @@ func (c *Collector) addPackageEvent(pkg string, ev event) {
 			p.Tail = p.Tail[len(p.Tail)-packageTailLines:]
 		}
 	case "pass", "fail", "skip":
-		p.Outcome = Outcome(ev.Action)
-		p.Elapsed = seconds(ev.Elapsed)
+		// A package run more than once (resumed after a crash) keeps the
+		// worst verdict.
+		if p.Outcome != Fail {
+			p.Outcome = Outcome(ev.Action)
+		}
+		p.Elapsed += seconds(ev.Elapsed)
+		p.Ends++
 	}
 }
 
@@ -214,6 +226,27 @@ func (c *Collector) Results() []Result {
 	}
 	Sort(out)
 	return out
+}
+
+// TopLevel returns the names of the top-level tests of pkg that started.
+func (c *Collector) TopLevel(pkg string) []string {
+	var out []string
+	for _, key := range c.order {
+		p, test, _ := strings.Cut(key, " ")
+		if p == pkg && !strings.Contains(test, "/") {
+			out = append(out, test)
+		}
+	}
+	return out
+}
+
+// Package returns the verdict of one package so far.
+func (c *Collector) Package(pkg string) (PackageResult, bool) {
+	p, ok := c.packages[pkg]
+	if !ok {
+		return PackageResult{}, false
+	}
+	return *p, true
 }
 
 // Packages returns the package verdicts, sorted by package.

@@ -6,6 +6,8 @@
 //	                  tests to the pass list; fails on regressions
 //	conformance ci    only the top-level tests on the pass list; fails if any
 //	                  listed test or subtest does not pass; writes nothing
+//	conformance report rewrites the docs from the raw logs of the last run
+//	                  (after editing docs/conformance/reasons.txt)
 //	conformance check go vet of the overlaid Complement packages and the
 //	                  process deployer's own tests
 //
@@ -16,13 +18,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -34,11 +39,6 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == harness.NamespaceCommand {
-		err := harness.NamespaceExec(os.Args[2:])
-		fmt.Fprintf(os.Stderr, "conformance: %v\n", err)
-		os.Exit(1)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code, err := run(ctx, os.Args[1:])
@@ -107,6 +107,8 @@ func run(ctx context.Context, args []string) (int, error) {
 		return fullRun(ctx, h, *myelin, splitList(*pkgFlag), *runFlag, orDefault(*timeout, 30*time.Minute))
 	case "ci":
 		return ciRun(ctx, h, *myelin, splitList(*pkgFlag), orDefault(*timeout, 10*time.Minute))
+	case "report":
+		return 0, reportFromLogs(ctx, h)
 	case "check":
 		mod, err := h.Complement(ctx)
 		if err != nil {
@@ -114,7 +116,7 @@ func run(ctx context.Context, args []string) (int, error) {
 		}
 		return 0, h.Check(ctx, mod)
 	default:
-		return 2, fmt.Errorf("unknown mode %q (run, ci, check)", mode)
+		return 2, fmt.Errorf("unknown mode %q (run, ci, report, check)", mode)
 	}
 }
 
@@ -191,15 +193,16 @@ func prepare(ctx context.Context, h *harness.Harness, myelin string, want []stri
 	return &suite{h: h, mod: mod, myelin: myelin, bins: bins}, pkgs, nil
 }
 
-// runPackages runs the packages one after another (they share the hsN
-// addresses) and collects every verdict. patterns selects tests per package
-// ("" = all).
-func (s *suite) runPackages(ctx context.Context, pkgs []string, patterns map[string]string, timeout time.Duration) (*results.Collector, error) {
+// runPackages runs the packages one after another and collects every
+// verdict; patterns selects tests per package ("" = all). Raw test2json logs
+// go to the work directory's logDir ("logs" holds the last full run, which
+// `conformance report` reads).
+func (s *suite) runPackages(ctx context.Context, pkgs []string, patterns map[string]string, timeout time.Duration, logDir string) (*results.Collector, error) {
 	c := results.NewCollector()
 	c.OnTopLevel = func(r results.Result) {
 		fmt.Printf("  %-4s %s %s (%v)\n", strings.ToUpper(string(r.Outcome)), r.Package, r.Test, r.Elapsed.Round(10*time.Millisecond))
 	}
-	logDir := filepath.Join(s.h.WorkDir, "logs")
+	logDir = filepath.Join(s.h.WorkDir, logDir)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
@@ -211,22 +214,73 @@ func (s *suite) runPackages(ctx context.Context, pkgs []string, patterns map[str
 		if err != nil {
 			return nil, fmt.Errorf("create raw log: %w", err)
 		}
-		err = s.h.RunPackage(ctx, s.mod, pkg, s.bins[pkg], harness.RunOptions{
-			MyelinBinary: s.myelin,
-			Run:          patterns[pkg],
-			Timeout:      timeout,
-			Raw:          raw,
-		}, c)
+		err = s.runResuming(ctx, c, pkg, patterns[pkg], timeout, raw)
 		raw.Close()
 		if err != nil {
 			return nil, err
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		fmt.Printf("== %s done in %v (raw log %s)\n", pkg, time.Since(start).Round(time.Second), rawPath)
 	}
 	return c, nil
+}
+
+// runResuming runs a package; when its binary dies part-way (some
+// Complement tests panic from a goroutine when the server misbehaves, which
+// kills the whole binary), it runs it again skipping every top-level test
+// already seen, until a run ends normally or adds no new test.
+func (s *suite) runResuming(ctx context.Context, c *results.Collector, pkg, pattern string, timeout time.Duration, raw io.Writer) error {
+	for {
+		seen := c.TopLevel(pkg)
+		before, _ := c.Package(pkg)
+		opts := harness.RunOptions{
+			MyelinBinary: s.myelin,
+			Run:          pattern,
+			Skip:         exactNames(seen),
+			Timeout:      timeout,
+			Raw:          raw,
+		}
+		if len(seen) > 0 {
+			fmt.Printf("  (the test binary died after %d top-level tests: resuming %s with the rest)\n", len(seen), pkg)
+		}
+		if err := s.h.RunPackage(ctx, s.mod, pkg, s.bins[pkg], opts, c); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		after, _ := c.Package(pkg)
+		if endedNormally(before, after) || len(c.TopLevel(pkg)) == len(seen) {
+			return nil
+		}
+	}
+}
+
+// endedNormally tells a test binary that ran all its tests from one that
+// died: a finished run ends with a package verdict after go test's final
+// "PASS" or "FAIL" line.
+func endedNormally(before, after results.PackageResult) bool {
+	if after.Ends == before.Ends {
+		return false
+	}
+	for i := len(after.Tail) - 1; i >= 0; i-- {
+		if line := strings.TrimSpace(after.Tail[i]); line != "" {
+			return line == "PASS" || line == "FAIL"
+		}
+	}
+	return false
+}
+
+// exactNames is a -run/-skip pattern matching exactly the given top-level
+// test names.
+func exactNames(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = regexp.QuoteMeta(n)
+	}
+	return "^(" + strings.Join(quoted, "|") + ")$"
 }
 
 // printCounts prints pass/fail/skip per package and returns the packages
@@ -294,34 +348,38 @@ func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []stri
 	for _, pkg := range pkgs {
 		patterns[pkg] = pattern
 	}
-	c, err := s.runPackages(ctx, pkgs, patterns, timeout)
+	partial := want != nil || pattern != ""
+	logDir := "logs"
+	if partial {
+		logDir = "logs-partial"
+	}
+	c, err := s.runPackages(ctx, pkgs, patterns, timeout, logDir)
 	if err != nil {
 		return 1, err
 	}
 	rs := c.Results()
 	broken := printCounts(c, pkgs)
-	partial := want != nil || pattern != ""
 
-	var reg []results.Result
-	if !partial {
-		reg = pass.Regressions(rs, pkgs)
-	} else {
+	reg := pass.Regressions(rs, pkgs)
+	if partial {
 		// A partial run can only judge the listed tests it ran.
-		var ran []results.Result
-		for _, r := range pass.Regressions(rs, pkgs) {
-			if r.Reason != "did not run" {
-				ran = append(ran, r)
-			}
-		}
-		reg = ran
+		reg = slices.DeleteFunc(reg, func(r results.Result) bool { return r.Reason == results.NotRun })
 	}
 	printRegressions(reg)
 
 	if partial {
 		fmt.Println("partial run: docs and pass list left unchanged")
 	} else {
-		if err := writeDocs(h, p, s.mod, rs, c.Packages(), started); err != nil {
+		took := time.Since(started)
+		if err := writeDocs(h, p, s.mod, rs, c.Packages(), started, took); err != nil {
 			return 1, err
+		}
+		info, err := json.Marshal(lastRun{Started: started, Duration: took})
+		if err != nil {
+			return 1, fmt.Errorf("encode last run info: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(h.WorkDir, lastRunFile), info, 0o644); err != nil {
+			return 1, fmt.Errorf("write last run info: %w", err)
 		}
 		added := pass.Add(rs)
 		if err := writePassList(p.passList, pass); err != nil {
@@ -362,7 +420,7 @@ func ciRun(ctx context.Context, h *harness.Harness, myelin string, want []string
 			run = append(run, pkg)
 		}
 	}
-	c, err := s.runPackages(ctx, run, patterns, timeout)
+	c, err := s.runPackages(ctx, run, patterns, timeout, "logs-ci")
 	if err != nil {
 		return 1, err
 	}
@@ -376,6 +434,54 @@ func ciRun(ctx context.Context, h *harness.Harness, myelin string, want []string
 	return 0, nil
 }
 
+// lastRunFile (in the work directory) remembers when the last full run
+// started and how long it took, for `conformance report`.
+const lastRunFile = "last-run.json"
+
+type lastRun struct {
+	Started  time.Time
+	Duration time.Duration
+}
+
+// reportFromLogs rebuilds the record and summary from the raw test2json
+// logs the last full run left in the work directory.
+func reportFromLogs(ctx context.Context, h *harness.Harness) error {
+	mod, err := h.Complement(ctx)
+	if err != nil {
+		return err
+	}
+	logs, err := filepath.Glob(filepath.Join(h.WorkDir, "logs", "*.json"))
+	if err != nil || len(logs) == 0 {
+		return fmt.Errorf("no raw logs in %s: run the suite first", filepath.Join(h.WorkDir, "logs"))
+	}
+	var info lastRun
+	data, err := os.ReadFile(filepath.Join(h.WorkDir, lastRunFile))
+	if err != nil {
+		return fmt.Errorf("read last run info (run the full suite first): %w", err)
+	}
+	if err := json.Unmarshal(data, &info); err != nil {
+		return fmt.Errorf("parse last run info: %w", err)
+	}
+	c := results.NewCollector()
+	for _, path := range logs {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
+		err = c.Read(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	p := repoPaths(h.RepoDir)
+	if err := writeDocs(h, p, mod, c.Results(), c.Packages(), info.Started, info.Duration); err != nil {
+		return err
+	}
+	fmt.Printf("rewrote %s and %s from %d raw logs\n", p.record, p.summary, len(logs))
+	return nil
+}
+
 func writePassList(path string, pass results.PassList) error {
 	var buf bytes.Buffer
 	if err := pass.Write(&buf); err != nil {
@@ -387,7 +493,7 @@ func writePassList(path string, pass results.PassList) error {
 	return nil
 }
 
-func writeDocs(h *harness.Harness, p paths, mod harness.Module, rs []results.Result, pkgs []results.PackageResult, started time.Time) error {
+func writeDocs(h *harness.Harness, p paths, mod harness.Module, rs []results.Result, pkgs []results.PackageResult, started time.Time, took time.Duration) error {
 	if err := os.MkdirAll(filepath.Dir(p.record), 0o755); err != nil {
 		return fmt.Errorf("create docs dir: %w", err)
 	}
@@ -416,7 +522,7 @@ func writeDocs(h *harness.Harness, p paths, mod harness.Module, rs []results.Res
 		ComplementVersion: mod.Version,
 		MyelinRevision:    revision(h.RepoDir),
 		Started:           started,
-		Duration:          time.Since(started),
+		Duration:          took,
 	})
 	doc, err := os.ReadFile(p.summary)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
