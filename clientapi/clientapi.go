@@ -156,7 +156,7 @@ func accessToken(r *http.Request) (string, error) {
 	}
 	query := r.URL.Query().Get("access_token")
 	if header != "" && query != "" && header != query {
-		return "", apierr.New(http.StatusBadRequest, "M_MISSING_TOKEN", "Conflicting access tokens in header and query")
+		return "", apierr.New(http.StatusUnauthorized, "M_MISSING_TOKEN", "Conflicting access tokens in header and query")
 	}
 	if header != "" {
 		return header, nil
