@@ -39,6 +39,7 @@ type fakeHS struct {
 	// Knobs, set before the first request.
 	secret         string        // shared-secret registration
 	rateLimitSends int           // answer this many sends with 429 first
+	failSends      int           // then fail this many with 500
 	sendDelay      time.Duration // before each send is stored
 	noRooms        bool          // only the account endpoints exist (like Myelin before rooms)
 }
@@ -287,6 +288,12 @@ func (h *fakeHS) send(w http.ResponseWriter, r *http.Request) {
 		h.rateLimitSends--
 		h.mu.Unlock()
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{"errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 20})
+		return
+	}
+	if h.failSends > 0 {
+		h.failSends--
+		h.mu.Unlock()
+		writeErr(w, http.StatusInternalServerError, "M_UNKNOWN", "disk on fire")
 		return
 	}
 	delay := h.sendDelay

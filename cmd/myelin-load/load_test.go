@@ -146,6 +146,24 @@ func TestRateLimitIsHonouredAndCounted(t *testing.T) {
 	}
 }
 
+// Failed sends are errors, and the listeners are not kept waiting for
+// messages that never existed.
+func TestFanoutWithFailedSends(t *testing.T) {
+	const failed = 4
+	h := newFakeHS(t, func(h *fakeHS) { h.failSends = failed })
+	o := smallOptions()
+	o.Scenarios = []string{"send_sync_fanout"}
+	o.FanoutDrain = 20 * time.Second
+	start := time.Now()
+	r := byName(runLoad(t, h, o))["send_sync_fanout"]
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %s: the listeners waited for the drain", took)
+	}
+	if r.Status != "partial" || r.Errors != failed || r.Count != (o.FanoutMessages-failed)*o.Listeners || !strings.Contains(r.Error, "disk on fire") {
+		t.Errorf("got status %q errors %d count %d error %q", r.Status, r.Errors, r.Count, r.Error)
+	}
+}
+
 func TestSharedSecretRegistration(t *testing.T) {
 	h := newFakeHS(t, func(h *fakeHS) { h.secret = "s3cret" })
 	o := smallOptions()

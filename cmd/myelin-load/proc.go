@@ -137,11 +137,13 @@ func busyAfter(ctx context.Context, pol busyPolicy, cpu func() (int64, error)) (
 		}
 		now := time.Since(start)
 		points = append(points, point{now, ticks})
-		// The latest sample at least one window back decides.
-		for j := len(points) - 1; j >= 0; j-- {
-			if now-points[j].at >= pol.Window {
-				if ticks-points[j].ticks <= pol.IdleTicks {
-					return points[j].at, false, nil
+		// The idle stretch starts at the earliest sample since which the
+		// process used at most IdleTicks (ticks only grow, so every later
+		// sample qualifies too); it counts once it spans a whole window.
+		for _, p := range points {
+			if ticks-p.ticks <= pol.IdleTicks {
+				if now-p.at >= pol.Window {
+					return p.at, false, nil
 				}
 				break
 			}

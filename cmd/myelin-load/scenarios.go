@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -197,6 +198,7 @@ func (r *runner) fanout(ctx context.Context, room string, since []string, n int)
 	seen := make([][]observation, k) // seen[listener][seq], written by that listener only
 	listenErrs := make([]error, k)
 	listenErrCount := make([]int, k)
+	gots := make([]atomic.Int64, k) // messages each listener has seen so far
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -205,7 +207,7 @@ func (r *runner) fanout(ctx context.Context, room string, since []string, n int)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			listenErrCount[l], listenErrs[l] = r.listen(lctx, r.users[l+1], room, since[l], seen[l])
+			listenErrCount[l], listenErrs[l] = r.listen(lctx, r.users[l+1], room, since[l], seen[l], &gots[l])
 		}()
 	}
 
@@ -232,18 +234,42 @@ func (r *runner) fanout(ctx context.Context, room string, since []string, n int)
 			_ = sleep(ctx, r.opt.FanoutInterval)
 		}
 	}
-	// Listeners stop on their own once they have seen every message; the
-	// drain bounds how long a lagging or broken server can hold us.
+	// Wait until every listener has seen every message that was sent, all
+	// listeners gave up, or the drain (how long a lagging or broken server
+	// may hold us) is over; then stop the long polls.
+	okSent := int64(0)
+	for _, id := range ids {
+		if id != "" {
+			okSent++
+		}
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(r.opt.FanoutDrain):
-		cancel()
-		<-done
-	case <-ctx.Done():
-		<-done
+	drain := time.NewTimer(r.opt.FanoutDrain)
+	defer drain.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		all := true
+		for l := range gots {
+			all = all && gots[l].Load() >= okSent
+		}
+		if all {
+			break
+		}
+		select {
+		case <-done:
+			break wait
+		case <-drain.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+		}
 	}
+	cancel()
+	<-done
 
 	last := begin
 	missing := 0
@@ -282,9 +308,10 @@ func (r *runner) fanout(ctx context.Context, room string, since []string, n int)
 }
 
 // listen long-polls /sync until it has seen all len(seen) messages, ctx
-// ends, or it has polled a bounded number of times. It gives up after three
+// ends (the fan-out cancels it once every sent message was seen), or it has
+// polled a bounded number of times. It gives up after three
 // failed polls in a row (a server without /sync fails fast).
-func (r *runner) listen(ctx context.Context, u *user, room, since string, seen []observation) (int, error) {
+func (r *runner) listen(ctx context.Context, u *user, room, since string, seen []observation, seenCount *atomic.Int64) (int, error) {
 	n := len(seen)
 	got, errs, streak := 0, 0, 0
 	var firstErr error
@@ -323,6 +350,7 @@ func (r *runner) listen(ctx context.Context, u *user, room, since string, seen [
 			if seen[seq].at.IsZero() {
 				seen[seq] = observation{at: at, eventID: ev.EventID}
 				got++
+				seenCount.Store(int64(got))
 			}
 		}
 	}
