@@ -241,7 +241,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 			t.Fatalf("%s answered as %q: %v", name, v.Server, err)
 		}
 		pids[name] = v.PID
-		if !slices.Equal(v.HS2, []string{"127.0.10.2"}) || !slices.Equal(v.Complement, []string{"127.0.0.1"}) {
+		if !slices.Equal(v.HS2, []string{slotIP(dep.slot, 2)}) || !slices.Equal(v.Complement, []string{"127.0.0.1"}) {
 			t.Errorf("%s resolves hs2 to %v and host.docker.internal to %v", name, v.HS2, v.Complement)
 		}
 		if !strings.Contains(v.Resolv, "no DNS") {
@@ -262,7 +262,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 	}
 	// The namespaces are the servers' own: this process still sees the
 	// machine's /etc/hosts.
-	if addrs, _ := net.LookupHost("hs2"); slices.Contains(addrs, "127.0.10.2") && !hostsMapsHS2() {
+	if addrs, _ := net.LookupHost("hs2"); slices.Contains(addrs, slotIP(dep.slot, 2)) && !hostsMapsHS2() {
 		t.Error("the deployer changed the test process's name resolution")
 	}
 
@@ -323,11 +323,11 @@ func TestDeploymentLifecycle(t *testing.T) {
 	// A second deployment alive at the same time gets its own addresses
 	// and names; the first keeps running.
 	nested := d.deploy(t, []string{"hs1", "hs2"})
-	if nested.slot != 1 || nested.servers["hs1"].baseURL != "http://127.0.11.1:"+fmt.Sprint(d.clientPort) {
-		t.Errorf("nested deployment slot %d at %s", nested.slot, nested.servers["hs1"].baseURL)
+	if nested.slot == dep.slot || nested.servers["hs1"].baseURL != "http://"+slotIP(nested.slot, 1)+":"+fmt.Sprint(d.clientPort) {
+		t.Errorf("nested deployment slot %d at %s (first is in slot %d)", nested.slot, nested.servers["hs1"].baseURL, dep.slot)
 	}
 	v, err := versions(nested.servers["hs1"].baseURL, 2*time.Second)
-	if err != nil || !slices.Equal(v.HS2, []string{"127.0.11.2"}) {
+	if err != nil || !slices.Equal(v.HS2, []string{slotIP(nested.slot, 2)}) {
 		t.Errorf("nested hs1 resolves hs2 to %v: %v", v.HS2, err)
 	}
 	if _, err := versions(dep.servers["hs1"].baseURL, 2*time.Second); err != nil {
@@ -341,10 +341,10 @@ func TestDeploymentLifecycle(t *testing.T) {
 		t.Errorf("nested deployment dir remains: %v", err)
 	}
 
-	// Its slot is free again; the first deployment still holds slot 0.
+	// Its slot is free again; the first deployment still holds its own.
 	again2 := d.deploy(t, []string{"hs1"})
-	if again2.slot != 1 {
-		t.Errorf("slot %d reused, want 1", again2.slot)
+	if again2.slot != nested.slot {
+		t.Errorf("got slot %d, want the freed slot %d", again2.slot, nested.slot)
 	}
 	again2.Destroy(t)
 	dep.Destroy(t)
@@ -444,5 +444,32 @@ func TestEnterServerNamespaceErrors(t *testing.T) {
 	// /etc/hosts from a missing source must fail, never half-succeed.
 	if err := enterServerNamespace("/nonexistent/hosts", "", []string{"/bin/true"}); err == nil {
 		t.Error("mounted a missing hosts file")
+	}
+}
+
+func TestSlotLockIsMachineWide(t *testing.T) {
+	d := testDeployer(t)
+	// Another process (simulated by a second lock on a fresh open file
+	// description) holds slot 0: the deployment must move to the next one.
+	held, err := lockSlot(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held == nil {
+		t.Skip("slot 0 is in use by a conformance run on this machine")
+	}
+	defer held.Close()
+	dep := &processDeployment{deployer: d}
+	slot, err := d.claimSlot(dep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep.slot = slot
+	defer d.releaseSlot(dep)
+	if slot == 0 {
+		t.Errorf("claimed slot 0 although it is locked")
+	}
+	if again, err := lockSlot(slot); err != nil || again != nil {
+		t.Errorf("slot %d lock taken twice (%v)", slot, err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -224,17 +225,47 @@ func (d *processDeployer) close() {
 	}
 }
 
-// claimSlot reserves the lowest free address slot for dep.
+// claimSlot reserves the lowest free address slot for dep. A slot is also
+// locked machine-wide (flock on a file in the temp directory), so two test
+// binaries running at once — two packages, or two people's runs — never
+// start servers on the same addresses.
 func (d *processDeployer) claimSlot(dep *processDeployment) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for slot := 0; slot < maxSlots; slot++ {
-		if d.slots[slot] == nil {
-			d.slots[slot] = dep
-			return slot, nil
+		if d.slots[slot] != nil {
+			continue
 		}
+		lock, err := lockSlot(slot)
+		if err != nil {
+			return 0, err
+		}
+		if lock == nil {
+			continue // another process holds it
+		}
+		d.slots[slot] = dep
+		dep.slotLock = lock
+		return slot, nil
 	}
-	return 0, fmt.Errorf("more than %d deployments alive at once", maxSlots)
+	return 0, fmt.Errorf("all %d address slots are in use", maxSlots)
+}
+
+// lockSlot takes the machine-wide lock of a slot; nil means it is held
+// elsewhere. The kernel drops the lock if this process dies.
+func lockSlot(slot int) (*os.File, error) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("myelin-complement-slot-%d.lock", slot))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("open slot lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("lock slot %d: %w", slot, err)
+	}
+	return f, nil
 }
 
 func (d *processDeployer) releaseSlot(dep *processDeployment) {
@@ -242,6 +273,7 @@ func (d *processDeployer) releaseSlot(dep *processDeployment) {
 	defer d.mu.Unlock()
 	if d.slots[dep.slot] == dep {
 		delete(d.slots, dep.slot)
+		dep.slotLock.Close()
 	}
 }
 
@@ -395,7 +427,8 @@ func (d *processDeployer) writeCertificate(name, ip, certPath, keyPath string) e
 type processDeployment struct {
 	deployer  *processDeployer
 	id        uint64
-	slot      int // address block, see processDeployer.claimSlot
+	slot      int      // address block, see processDeployer.claimSlot
+	slotLock  *os.File // holds the slot's machine-wide lock
 	dir       string
 	servers   map[string]*homeserver
 	order     []string // servers in start order
