@@ -227,6 +227,9 @@ func (c check) miss() string {
 }
 
 func verdict(checks []check) string {
+	if len(checks) == 0 {
+		return "" // a row without a target
+	}
 	var missed []string
 	for _, c := range checks {
 		if !c.met() {
@@ -381,6 +384,8 @@ func fmtNum(v float64) string {
 	switch {
 	case abs == 0:
 		return "0"
+	case v == math.Trunc(v) && abs >= 1:
+		s = strconv.FormatFloat(v, 'f', 0, 64)
 	case abs < 1:
 		s = strconv.FormatFloat(v, 'f', 3, 64)
 	case abs < 10:
@@ -532,10 +537,14 @@ func renderReport(o reportOptions, sq, pg runs, bench []byte, pprof string, mi m
 				w(" | | | | | | | | | | %s |\n", a.failure())
 				continue
 			}
-			for _, f := range []func(Result) (float64, bool){fCount, fThroughput, fP50, fP95, fP99, fErrors} {
+			count, _ := a.med(fCount)
+			w(" %s |", fmtNum(math.Round(count)))
+			for _, f := range []func(Result) (float64, bool){fThroughput, fP50, fP95, fP99} {
 				v, _ := a.med(f)
 				w(" %s |", fmtNum(v))
 			}
+			errs, _ := a.med(fErrors)
+			w(" %s |", fmtNum(math.Round(errs)))
 			rl := 0.0
 			for _, r := range a.usable {
 				rl = max(rl, float64(r.RateLimited))
