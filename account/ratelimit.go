@@ -23,8 +23,8 @@ const sweepEvery = time.Minute
 // next sweep without changing behaviour. Sweeps run inline (no goroutine to
 // leak) at most once a minute, or whenever the set reaches maxLimiterKeys;
 // if it is still full after sweeping (a flood of distinct keys all still
-// refilling), arbitrary entries are evicted — that can only make the limit
-// more lenient for those keys, never lock anyone out.
+// refilling), arbitrary entries are evicted down to 90% of the cap — that can
+// only make the limit more lenient for those keys, never lock anyone out.
 type limiterSet struct {
 	enabled bool
 	limit   rate.Limit
@@ -71,11 +71,15 @@ func (ls *limiterSet) sweep(t time.Time) {
 			delete(ls.m, k)
 		}
 	}
-	for k := range ls.m {
-		if len(ls.m) < maxLimiterKeys {
-			break
+	// Still full: evict down to 90% so the next forced sweep is 10% of the
+	// cap away (sweeping on every request at the cap would be quadratic).
+	if len(ls.m) >= maxLimiterKeys {
+		for k := range ls.m {
+			if len(ls.m) < maxLimiterKeys*9/10 {
+				break
+			}
+			delete(ls.m, k)
 		}
-		delete(ls.m, k)
 	}
 }
 
