@@ -356,7 +356,23 @@ func busyCell(rs runs, l float64) string {
 	if capped {
 		s = fmt.Sprintf("still busy after %s s (after %s)", fmtNum(worst), where)
 	}
-	return s + verdict([]check{{"busy", worst, 1 * l, true, " s"}})
+	return s + wholeRunVerdict(rs, []check{{"busy", worst, 1 * l, true, " s"}})
+}
+
+// wholeRunVerdict judges a figure about the whole run only when every
+// scenario produced figures: an idle, small server that did nothing has
+// not met a target about the load.
+func wholeRunVerdict(rs runs, checks []check) string {
+	ran := 0
+	for _, name := range scenarioOrder {
+		if len(rs.get(name).usable) > 0 {
+			ran++
+		}
+	}
+	if ran < len(scenarioOrder) {
+		return fmt.Sprintf(" (not judged: only %d of %d scenarios produced figures)", ran, len(scenarioOrder))
+	}
+	return verdict(checks)
 }
 
 func memoryCell(rs runs, l float64) string {
@@ -370,7 +386,7 @@ func memoryCell(rs runs, l float64) string {
 		return "not measured (no --pid)"
 	}
 	return fmt.Sprintf("%s MB → %s MB", fmtNum(idle), fmtNum(end)) +
-		verdict([]check{{"idle RSS", idle, 25 * l, true, " MB"}, {"RSS after", end, 80 * l, true, " MB"}})
+		wholeRunVerdict(rs, []check{{"idle RSS", idle, 25 * l, true, " MB"}, {"RSS after", end, 80 * l, true, " MB"}})
 }
 
 // fmtNum prints with thousands separators and fewer decimals as numbers
