@@ -11,6 +11,7 @@ package clientapi
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -32,6 +33,7 @@ type Options struct {
 type api struct {
 	cfg      *config.Config
 	accounts *account.Service
+	proxies  []*net.IPNet // trusted reverse proxies (X-Forwarded-For)
 }
 
 // New returns the Client-Server API handler: the routes below under CORS,
@@ -40,7 +42,11 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Config == nil || opts.Accounts == nil {
 		return nil, errors.New("clientapi: Config and Accounts are required")
 	}
-	a := &api{cfg: opts.Config, accounts: opts.Accounts}
+	proxies, err := opts.Config.Listeners.TrustedProxyNets()
+	if err != nil {
+		return nil, fmt.Errorf("clientapi: listeners.trusted_proxies: %w", err)
+	}
+	a := &api{cfg: opts.Config, accounts: opts.Accounts, proxies: proxies}
 	r := httpapi.NewRouter()
 	if opts.Metrics != nil {
 		opts.Metrics.Instrument(r)
@@ -114,7 +120,7 @@ func (a *api) authed(h authedHandler) http.Handler {
 		if err != nil {
 			return err
 		}
-		c, err := a.accounts.Authenticate(r.Context(), token, clientIP(r))
+		c, err := a.accounts.Authenticate(r.Context(), token, a.clientIP(r))
 		if err != nil {
 			return err
 		}
@@ -133,7 +139,7 @@ func (a *api) optionallyAuthed(h authedHandler) http.Handler {
 		if token == "" {
 			return h(w, r, nil)
 		}
-		c, err := a.accounts.Authenticate(r.Context(), token, clientIP(r))
+		c, err := a.accounts.Authenticate(r.Context(), token, a.clientIP(r))
 		if err != nil {
 			return err
 		}
@@ -164,15 +170,43 @@ func accessToken(r *http.Request) (string, error) {
 	return query, nil
 }
 
-// clientIP is the peer address, used for rate limits and a device's
-// last_seen_ip. Behind a reverse proxy every client shares the proxy's
-// address; see README.md.
-func clientIP(r *http.Request) string {
+// clientIP is the address rate limits and a device's last_seen_ip use: the
+// TCP peer, unless the peer is a configured trusted proxy, in which case it
+// is the right-most X-Forwarded-For entry that is not itself a trusted proxy
+// (entries left of that were written by the client and prove nothing).
+func (a *api) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(a.proxies) == 0 || !a.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if net.ParseIP(hop) == nil {
+			break // malformed: stop at the last address we can vouch for
+		}
+		host = hop
+		if !a.trusted(hop) {
+			break
+		}
 	}
 	return host
+}
+
+func (a *api) trusted(host string) bool {
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	for _, n := range a.proxies {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // decode reads and strictly decodes a JSON object body.

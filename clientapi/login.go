@@ -47,7 +47,7 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := decodeLoginRequest(body, clientIP(r))
+	req, err := decodeLoginRequest(body, a.clientIP(r))
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := decodeRegisterRequest(r.URL.Query().Get("kind"), body, clientIP(r))
+	req, err := decodeRegisterRequest(r.URL.Query().Get("kind"), body, a.clientIP(r))
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (a *api) registrationTokenValidity(w http.ResponseWriter, r *http.Request) 
 	if token == "" {
 		return apierr.MissingParam("Missing token")
 	}
-	valid, err := a.accounts.RegistrationTokenValid(r.Context(), token, clientIP(r))
+	valid, err := a.accounts.RegistrationTokenValid(r.Context(), token, a.clientIP(r))
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (a *api) sharedSecretRegister(w http.ResponseWriter, r *http.Request) error
 	s, err := a.accounts.SharedSecretRegister(r.Context(), account.SharedSecretRequest{
 		Nonce: b.Nonce, Username: b.Username, Password: b.Password, Displayname: b.Displayname,
 		Admin: b.Admin, UserType: b.UserType, MAC: b.MAC,
-	}, clientIP(r))
+	}, a.clientIP(r))
 	if err != nil {
 		return err
 	}

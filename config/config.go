@@ -41,6 +41,37 @@ type Listeners struct {
 	// TLSCert/TLSKey serve the federation listener over TLS when both are set.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
+	// X-Forwarded-For header is believed. The client IP (rate limits, a
+	// device's last_seen_ip) is then the right-most address in that header
+	// that is not itself a trusted proxy. Empty: the TCP peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedProxyNets parses TrustedProxies (Verify reports bad entries); a
+// bare IP is a single-address network.
+func (l Listeners) TrustedProxyNets() ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, p := range l.TrustedProxies {
+		if !strings.Contains(p, "/") {
+			ip := net.ParseIP(p)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is not an IP address or CIDR", p)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Database selects the engine and its DSN.
@@ -166,6 +197,11 @@ func (c *Config) Verify() error {
 	if (c.Listeners.TLSCert == "") != (c.Listeners.TLSKey == "") {
 		bad("listeners: tls_cert and tls_key must be set together")
 	}
+	for _, p := range c.Listeners.TrustedProxies {
+		if _, err := (Listeners{TrustedProxies: []string{p}}).TrustedProxyNets(); err != nil {
+			bad("listeners.trusted_proxies: %v", err)
+		}
+	}
 	switch c.Database.Engine {
 	case "sqlite", "postgres":
 	default:
@@ -176,6 +212,9 @@ func (c *Config) Verify() error {
 	}
 	if c.Database.MaxOpenConns < 1 {
 		bad("database.max_open_conns: must be at least 1")
+	}
+	if c.Registration.RequireToken && !c.Registration.Enabled {
+		bad("registration.require_token: only takes effect with registration.enabled: true")
 	}
 	if c.Auth.PasswordHashCost < 4 || c.Auth.PasswordHashCost > 31 {
 		bad("auth.password_hash_cost: %d is outside bcrypt's 4–31", c.Auth.PasswordHashCost)
