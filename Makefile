@@ -6,7 +6,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 # go test timeout for the whole suite; CI budget is 30 minutes on 2 cores.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help build run test unit lint ci conformance conformance-ci bench clean
+.PHONY: help build run test unit lint ci conformance conformance-ci bench bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ run: build ## start the server on the default config (SQLite under ./data, clien
 	@echo "run: starting myelin with config.yaml (data in ./data); Ctrl-C stops it"
 	./$(BIN) serve --config config.yaml
 
-test: lint unit ## the whole test suite: lint, then every test on SQLite and PostgreSQL with -race
+test: lint unit bench-smoke ## the whole test suite: lint, then every test on SQLite and PostgreSQL with -race
 
 unit: ## go test -race ./... (installs PostgreSQL 15 from Debian if missing)
 	@./scripts/ensure-postgres.sh
@@ -34,6 +34,12 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) run $(STATICCHECK) ./...
 
 ci: test ## what CI runs (.ci/run)
+
+bench: ## load tool against a fresh Myelin on SQLite and PostgreSQL + Go benchmarks; refreshes docs/performance.md (< 15 min; RUNS=1 for a quick run)
+	@./scripts/bench.sh
+
+bench-smoke: ## every Go benchmark once, so they keep compiling and running
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
 clean: ## remove build output (not ./data)
 	rm -rf bin
