@@ -108,6 +108,17 @@ const seenInterval = 5 * time.Minute
 // whose refresh token is still valid is M_UNKNOWN_TOKEN with soft_logout
 // true (the client refreshes instead of logging in again).
 func (s *Service) Authenticate(ctx context.Context, token, ip string) (*Caller, error) {
+	return s.authenticate(ctx, token, ip, false)
+}
+
+// AuthenticateExpired is Authenticate that also accepts an expired access
+// token; /logout and /logout/all use it, so a client holding only an expired
+// token can still end its own session (that can only destroy, never grant).
+func (s *Service) AuthenticateExpired(ctx context.Context, token, ip string) (*Caller, error) {
+	return s.authenticate(ctx, token, ip, true)
+}
+
+func (s *Service) authenticate(ctx context.Context, token, ip string, allowExpired bool) (*Caller, error) {
 	if token == "" {
 		return nil, apierr.MissingToken()
 	}
@@ -120,6 +131,9 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string) (*Caller, 
 	}
 	now := s.nowMS()
 	if ti.ExpiresTS != 0 && now >= ti.ExpiresTS {
+		if allowExpired {
+			return &Caller{UserID: s.UserID(ti.Localpart), Localpart: ti.Localpart, DeviceID: ti.DeviceID, Admin: ti.Admin}, nil
+		}
 		return nil, apierr.UnknownToken(ti.RefreshHash != "")
 	}
 	if ti.ParentRefresh != "" {

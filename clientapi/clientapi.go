@@ -70,8 +70,8 @@ func New(opts Options) (http.Handler, error) {
 	handle(http.MethodGet, v3+"/register/available", a.handle(a.registerAvailable))
 	handle(http.MethodGet, v3+"/login", a.handle(a.loginFlows))
 	handle(http.MethodPost, v3+"/login", a.handle(a.login))
-	handle(http.MethodPost, v3+"/logout", a.authed(a.logout))
-	handle(http.MethodPost, v3+"/logout/all", a.authed(a.logoutAll))
+	handle(http.MethodPost, v3+"/logout", a.authedAllowExpired(a.logout))
+	handle(http.MethodPost, v3+"/logout/all", a.authedAllowExpired(a.logoutAll))
 	handle(http.MethodPost, v3+"/refresh", a.handle(a.refresh))
 	handle(http.MethodGet, v3+"/account/whoami", a.authed(a.whoami))
 	handle(http.MethodPost, v3+"/account/password", a.optionallyAuthed(a.changePassword))
@@ -121,6 +121,22 @@ func (a *api) authed(h authedHandler) http.Handler {
 			return err
 		}
 		c, err := a.accounts.Authenticate(r.Context(), token, a.clientIP(r))
+		if err != nil {
+			return err
+		}
+		return h(w, r.WithContext(account.WithCaller(r.Context(), c)), c)
+	})
+}
+
+// authedAllowExpired is authed that also accepts an expired access token
+// (logout only: ending a session needs no fresh credential).
+func (a *api) authedAllowExpired(h authedHandler) http.Handler {
+	return a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		token, err := accessToken(r)
+		if err != nil {
+			return err
+		}
+		c, err := a.accounts.AuthenticateExpired(r.Context(), token, a.clientIP(r))
 		if err != nil {
 			return err
 		}

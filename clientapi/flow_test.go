@@ -392,6 +392,12 @@ func TestRefreshAndSoftLogout(t *testing.T) {
 		if r.body["soft_logout"] != false {
 			t.Fatalf("revoked refresh: %s", r.raw)
 		}
+		// An expired token can still log its own device out.
+		exp := s.login("alice", "correct horse", map[string]any{"refresh_token": true})
+		s.clock.advance(2 * time.Minute)
+		s.expect(s.do("GET", v3+"/account/whoami", exp.str("access_token"), nil), 401, "M_UNKNOWN_TOKEN")
+		s.expect(s.do("POST", v3+"/logout", exp.str("access_token"), nil), 200, "")
+		s.expect(s.do("POST", v3+"/refresh", "", map[string]any{"refresh_token": exp.str("refresh_token")}), 401, "M_UNKNOWN_TOKEN")
 		// Logout revokes the refresh token too.
 		s.expect(s.do("POST", v3+"/logout", ref.str("access_token"), nil), 200, "")
 		s.expect(s.do("POST", v3+"/refresh", "", map[string]any{"refresh_token": ref.str("refresh_token")}), 401, "M_UNKNOWN_TOKEN")
