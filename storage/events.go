@@ -130,13 +130,6 @@ func (r *Rooms) RoomByNID(ctx context.Context, nid int64) (RoomRow, RoomHead, er
 	return r.room(ctx, r.db.R, `room_nid = $1`, nid)
 }
 
-// RoomHeadForWriter reads a room through the writer pool. The roomserver
-// uses it when it (re)loads a room, so it sees every committed write even on
-// engines where readers could lag.
-func (r *Rooms) RoomHeadForWriter(ctx context.Context, roomID string) (RoomRow, RoomHead, error) {
-	return r.room(ctx, r.db.W, `room_id = $1`, roomID)
-}
-
 // StateRef is a current-state entry with its event ID.
 type StateRef struct {
 	StateEntry
@@ -145,7 +138,7 @@ type StateRef struct {
 
 // CurrentStateRefs lists the room's current state keys and events.
 func (r *Rooms) CurrentStateRefs(ctx context.Context, roomNID int64) ([]StateRef, error) {
-	rows, err := r.db.W.QueryContext(ctx, `SELECT cs.type, cs.state_key, cs.event_nid, e.event_id
+	rows, err := r.db.R.QueryContext(ctx, `SELECT cs.type, cs.state_key, cs.event_nid, e.event_id
 		FROM current_state cs JOIN events e ON e.event_nid = cs.event_nid WHERE cs.room_nid = $1`, roomNID)
 	if err != nil {
 		return nil, fmt.Errorf("read current state: %w", err)
@@ -220,19 +213,6 @@ func (r *Rooms) EventsByNID(ctx context.Context, nids []int64) ([]StoredEvent, e
 	return evs, nil
 }
 
-// EventByNIDForWriter reads one event through the writer pool (see
-// RoomHeadForWriter). ErrNotFound if absent.
-func (r *Rooms) EventByNIDForWriter(ctx context.Context, nid int64) (StoredEvent, error) {
-	e, err := scanEvent(r.db.W.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_nid = $1`, nid))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, ErrNotFound
-	}
-	if err != nil {
-		return e, fmt.Errorf("read event: %w", err)
-	}
-	return e, nil
-}
-
 // EventByID returns an event by its Matrix ID. ErrNotFound if unknown.
 func (r *Rooms) EventByID(ctx context.Context, eventID string) (StoredEvent, error) {
 	e, err := scanEvent(r.db.R.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
@@ -274,21 +254,23 @@ func (r *Rooms) LastEventAtOrBefore(ctx context.Context, roomNID, pos int64) (St
 	return e, nil
 }
 
-// HasMembershipAfter reports whether userID has a membership event with the
-// given membership in the room at a position after pos.
-func (r *Rooms) HasMembershipAfter(ctx context.Context, roomNID int64, userID, membership string, pos int64) (bool, error) {
+// MembershipPositions returns the positions of userID's membership events
+// in the room whose membership is the given one, oldest first.
+func (r *Rooms) MembershipPositions(ctx context.Context, roomNID int64, userID, membership string) ([]int64, error) {
 	// The membership value is inside the JSON; the partial state index finds
 	// the user's member events and the (few) candidates are decoded here.
-	rows, err := r.db.R.QueryContext(ctx, `SELECT json FROM events
-		WHERE room_nid = $1 AND type = 'm.room.member' AND state_key = $2 AND event_nid > $3`, roomNID, userID, pos)
+	rows, err := r.db.R.QueryContext(ctx, `SELECT event_nid, json FROM events
+		WHERE room_nid = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY event_nid`, roomNID, userID)
 	if err != nil {
-		return false, fmt.Errorf("read memberships: %w", err)
+		return nil, fmt.Errorf("read memberships: %w", err)
 	}
 	defer rows.Close()
+	var out []int64
 	for rows.Next() {
+		var nid int64
 		var js string
-		if err := rows.Scan(&js); err != nil {
-			return false, fmt.Errorf("read memberships: %w", err)
+		if err := rows.Scan(&nid, &js); err != nil {
+			return nil, fmt.Errorf("read memberships: %w", err)
 		}
 		var ev struct {
 			Content struct {
@@ -296,10 +278,10 @@ func (r *Rooms) HasMembershipAfter(ctx context.Context, roomNID int64, userID, m
 			} `json:"content"`
 		}
 		if json.Unmarshal([]byte(js), &ev) == nil && ev.Content.Membership == membership {
-			return true, nil
+			out = append(out, nid)
 		}
 	}
-	return false, rows.Err()
+	return out, rows.Err()
 }
 
 // Member is one room_members row.
@@ -452,7 +434,7 @@ func (r *Rooms) StateEntryAtGroup(ctx context.Context, groupID int64, typ, state
 // GroupDeltaDepth returns a state group's distance from its snapshot.
 func (r *Rooms) GroupDeltaDepth(ctx context.Context, groupID int64) (int, error) {
 	var d int
-	err := r.db.W.QueryRowContext(ctx, `SELECT delta_depth FROM state_groups WHERE group_id = $1`, groupID).Scan(&d)
+	err := r.db.R.QueryRowContext(ctx, `SELECT delta_depth FROM state_groups WHERE group_id = $1`, groupID).Scan(&d)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -466,7 +448,7 @@ func (r *Rooms) GroupDeltaDepth(ctx context.Context, groupID int64) (int, error)
 // the transaction is new.
 func (r *Rooms) TxnEvent(ctx context.Context, userID, deviceID string, roomNID int64, scope, txnID string) (string, error) {
 	var id string
-	err := r.db.W.QueryRowContext(ctx, `SELECT e.event_id FROM event_txns t JOIN events e ON e.event_nid = t.event_nid
+	err := r.db.R.QueryRowContext(ctx, `SELECT e.event_id FROM event_txns t JOIN events e ON e.event_nid = t.event_nid
 		WHERE t.user_id = $1 AND t.device_id = $2 AND t.room_nid = $3 AND t.scope = $4 AND t.txn_id = $5`,
 		userID, deviceID, roomNID, scope, txnID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -152,10 +152,11 @@ func TestRoomsWriteAndRead(t *testing.T) {
 		if d, err := rs.GroupDeltaDepth(ctx, 4); err != nil || d != 3 {
 			t.Fatalf("depth %d %v", d, err)
 		}
-		joined, _ := rs.HasMembershipAfter(ctx, 7, "@b:hs", "join", 3)
-		left, _ := rs.HasMembershipAfter(ctx, 7, "@b:hs", "join", 4)
-		if !joined || left {
-			t.Fatalf("HasMembershipAfter = %v, %v", joined, left)
+		if pos, err := rs.MembershipPositions(ctx, 7, "@b:hs", "join"); err != nil || len(pos) != 1 || pos[0] != 4 {
+			t.Fatalf("MembershipPositions(join) = %v, %v", pos, err)
+		}
+		if pos, _ := rs.MembershipPositions(ctx, 7, "@b:hs", "leave"); len(pos) != 1 || pos[0] != 6 {
+			t.Fatalf("MembershipPositions(leave) = %v", pos)
 		}
 		members, err := rs.MembersOf(ctx, 7, "join")
 		if err != nil || len(members) != 1 || members[0].UserID != "@a:hs" {
