@@ -434,4 +434,3 @@ func invalidRoomState(err error) error {
 	}
 	return err
 }
-

@@ -2,7 +2,6 @@ package roomserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	gmsl "github.com/matrix-org/gomatrixserverlib"
@@ -327,5 +326,3 @@ func (t *stateTxn) newRoomState() *roomState {
 	t.commitTo(rs)
 	return rs
 }
-
-var errRoomUnknown = errors.New("room unknown")
