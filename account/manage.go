@@ -144,3 +144,24 @@ func (s *Service) Deactivate(ctx context.Context, c *Caller, auth *AuthData) err
 	}
 	return nil
 }
+
+// AdminStatus answers Synapse's GET /_synapse/admin/v1/users/{userId}/admin:
+// only a server admin may ask (403 M_FORBIDDEN otherwise); unknown and remote
+// users are 404 M_NOT_FOUND.
+func (s *Service) AdminStatus(ctx context.Context, c *Caller, userID string) (bool, error) {
+	if !c.Admin {
+		return false, apierr.Forbidden("You are not a server admin")
+	}
+	local, ok := s.LocalpartOf(userID)
+	if !ok {
+		return false, apierr.NotFound("Unknown user")
+	}
+	u, err := s.store.User(ctx, local)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, apierr.NotFound("Unknown user")
+	}
+	if err != nil {
+		return false, internal("load user", err)
+	}
+	return u.Admin, nil
+}

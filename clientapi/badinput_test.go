@@ -120,6 +120,7 @@ func TestBadInputs(t *testing.T) {
 			{"POST", v3 + "/delete_devices", `{"devices": []}`},
 			{"PUT", me + "/displayname", `{"displayname": "x"}`},
 			{"DELETE", me + "/displayname", ""},
+			{"GET", "/_synapse/admin/v1/users/@alice:test.local/admin", ""},
 		}
 		for _, ep := range authed {
 			var body any
@@ -192,6 +193,7 @@ func TestBadInputs(t *testing.T) {
 			tc{"profile_not_a_user_id", "GET", v3 + "/profile/alice", "", nil, 404, "M_NOT_FOUND"},
 			tc{"shared_secret_missing", "POST", "/_synapse/admin/v1/register", "", `{}`, 400, "M_MISSING_PARAM"},
 			tc{"shared_secret_bad_nonce", "POST", "/_synapse/admin/v1/register", "", `{"nonce": "x", "username": "root", "password": "long enough pw", "mac": "00"}`, 400, "M_UNKNOWN"},
+			tc{"admin_status_not_admin", "GET", "/_synapse/admin/v1/users/@alice:test.local/admin", tok, nil, 403, "M_FORBIDDEN"},
 			tc{"unknown_endpoint", "GET", v3 + "/rooms/!x:y/messages", tok, nil, 404, "M_UNRECOGNIZED"},
 			tc{"unknown_prefix", "POST", "/_matrix/client/r0/login", "", `{}`, 404, "M_UNRECOGNIZED"},
 			tc{"unknown_root", "GET", "/", "", nil, 404, "M_UNRECOGNIZED"},

@@ -87,6 +87,7 @@ func New(opts Options) (http.Handler, error) {
 	handle(http.MethodDelete, v3+"/profile/{userId}/{keyName}", a.authed(a.deleteProfileField))
 	handle(http.MethodGet, "/_synapse/admin/v1/register", a.handle(a.sharedSecretNonce))
 	handle(http.MethodPost, "/_synapse/admin/v1/register", a.handle(a.sharedSecretRegister))
+	handle(http.MethodGet, "/_synapse/admin/v1/users/{userId}/admin", a.authed(a.adminStatus))
 	return httpapi.CORS(r), nil
 }
 

@@ -226,7 +226,29 @@ func TestSharedSecretRegistration(t *testing.T) {
 		if err != nil || u != "@cli:test.local" {
 			t.Fatal(u, err)
 		}
-		s.expect(s.login("cli", "long enough pw", nil), 200, "")
+		cli := s.login("cli", "long enough pw", nil)
+		s.expect(cli, 200, "")
+		// The admin bit is visible through Synapse's admin status API, to
+		// admins only.
+		root := r.str("access_token")
+		for user, want := range map[string]bool{"@root:test.local": true, "@cli:test.local": true} {
+			st := s.do("GET", "/_synapse/admin/v1/users/"+user+"/admin", root, nil)
+			s.expect(st, 200, "")
+			if st.body["admin"] != want {
+				t.Fatalf("admin status of %s = %s", user, st.raw)
+			}
+		}
+		plain, err := s.svc.CreateUser(context.Background(), "plain", "long enough pw", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := s.do("GET", "/_synapse/admin/v1/users/"+plain+"/admin", root, nil); st.body["admin"] != false {
+			t.Fatalf("admin status of %s = %s", plain, st.raw)
+		}
+		pl := s.login("plain", "long enough pw", nil)
+		s.expect(s.do("GET", "/_synapse/admin/v1/users/@root:test.local/admin", pl.str("access_token"), nil), 403, "M_FORBIDDEN")
+		s.expect(s.do("GET", "/_synapse/admin/v1/users/@nobody:test.local/admin", root, nil), 404, "M_NOT_FOUND")
+		s.expect(s.do("GET", "/_synapse/admin/v1/users/@root:test.local/admin", "", nil), 401, "M_MISSING_TOKEN")
 	})
 	eachEngine(t, func(c *config.Config) { c.Registration.SharedSecret = "" }, func(t *testing.T, s *server) {
 		s.expect(s.do("GET", "/_synapse/admin/v1/register", "", nil), 400, "M_UNKNOWN")

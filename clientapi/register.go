@@ -137,3 +137,18 @@ func (a *api) sharedSecretRegister(w http.ResponseWriter, r *http.Request) error
 	httpapi.WriteJSON(w, http.StatusOK, a.sessionResponse(s))
 	return nil
 }
+
+// adminStatus is Synapse's "query server admin status" admin API, the one
+// admin tools use to check a provisioned account.
+func (a *api) adminStatus(w http.ResponseWriter, r *http.Request, c *account.Caller) error {
+	userID, err := httpapi.Var(r, "userId")
+	if err != nil {
+		return err
+	}
+	admin, err := a.accounts.AdminStatus(r.Context(), c, userID)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"admin": admin})
+	return nil
+}
