@@ -45,7 +45,10 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 		wq[k] = append([]string(nil), v...)
 	}
 	wq.Set("_txlock", "immediate")
-	w, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
+	// SQLite parses "file:" names as URIs: escape the path so '?', '#' and
+	// '%' in a directory name cannot cut it short (and lose the pragmas).
+	uri := "file:" + (&url.URL{Path: path}).EscapedPath()
+	w, err := sql.Open("sqlite", uri+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
@@ -63,7 +66,7 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
-	r, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	r, err := sql.Open("sqlite", uri+"?"+rq.Encode())
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,5 +147,25 @@ func TestTxRollsBackOnError(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("rolled-back insert is visible (%d rows)", n)
+	}
+}
+
+func TestOpenPathWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "odd #1 ?x %41")
+	path := filepath.Join(dir, "my db.sqlite")
+	db, err := Open(path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mode string
+	if err := db.W.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode %q, err %v: pragmas lost", mode, err)
+	}
+	if _, err := db.W.Exec("CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at the configured path: %v", err)
 	}
 }
