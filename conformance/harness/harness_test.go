@@ -77,3 +77,36 @@ func TestWriteOverlay(t *testing.T) {
 		t.Errorf("overlay %v, want %v", o.Replace, want)
 	}
 }
+
+func TestParseSmoke(t *testing.T) {
+	out := []byte(`[RustBackupManager] Checking key backup status...
+{"step":"register","result":"pass"}
+{"step":"create_room","result":"fail","reason":"MatrixError: [404]"}
+not json
+{"step":"join","result":"skip","reason":"an earlier step failed"}
+`)
+	tests := []struct {
+		name    string
+		out     []byte
+		nonZero bool
+		want    []string
+	}{
+		{"failed step", out, true, []string{
+			"TestSmoke fail MatrixError: [404]", "TestSmoke/register pass ", "TestSmoke/create_room fail MatrixError: [404]", "TestSmoke/join skip an earlier step failed"}},
+		{"all pass", []byte(`{"step":"register","result":"pass"}`), false, []string{"TestSmoke pass ", "TestSmoke/register pass "}},
+		{"pass but crashed after", []byte(`{"step":"register","result":"pass"}`), true, []string{"TestSmoke fail smoke.mjs exited non-zero", "TestSmoke/register pass "}},
+		{"no steps", []byte("boom\n"), true, nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, r := range parseSmoke(tt.out, tt.nonZero) {
+			if r.Package != SmokePackage {
+				t.Errorf("%s: package %q", tt.name, r.Package)
+			}
+			got = append(got, r.Test+" "+string(r.Outcome)+" "+r.Reason)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
+		}
+	}
+}

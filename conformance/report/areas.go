@@ -66,10 +66,16 @@ var mscTitles = map[string]string{
 	"msc4140": "MSC4140 delayed events",
 }
 
-var otherArea = Area{"other", "not classified"}
+var (
+	otherArea = Area{"other", "not classified"}
+	jssdkArea = Area{"jssdk", "matrix-js-sdk end-to-end smoke (Element Web's engine): register, room, send, sync, E2EE"}
+)
 
 // AreaOf returns the area of a test (any subtest name is ignored).
 func AreaOf(pkg, test string) Area {
+	if pkg == "jssdk" {
+		return jssdkArea
+	}
 	if base := path.Base(pkg); strings.HasPrefix(base, "msc") {
 		title := mscTitles[base]
 		if title == "" {

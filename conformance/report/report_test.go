@@ -31,6 +31,7 @@ func TestAreaOf(t *testing.T) {
 		{"tests/msc3902", "TestPartialStateJoin", "msc3902"},
 		{"tests/msc9999", "TestNew", "msc9999"},
 		{"tests/csapi", "TestSomethingElse", "other"},
+		{"jssdk", "TestSmoke/register", "jssdk"},
 	}
 	for _, tt := range tests {
 		if got := AreaOf(tt.pkg, tt.test).Slug; got != tt.want {

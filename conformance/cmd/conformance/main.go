@@ -6,6 +6,7 @@
 //	                  tests to the pass list; fails on regressions
 //	conformance ci    only the top-level tests on the pass list; fails if any
 //	                  listed test or subtest does not pass; writes nothing
+//	conformance smoke only the matrix-js-sdk smoke (conformance/jssdk)
 //	conformance report rewrites the docs from the raw logs of the last run
 //	                  (after editing docs/conformance/reasons.txt)
 //	conformance check go vet of the overlaid Complement packages and the
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string) (int, error) {
 	pkgFlag := fs.String("packages", "", "comma-separated test packages (e.g. tests/csapi); default all (run) or those on the pass list (ci)")
 	runFlag := fs.String("run", "", "go test -run pattern (run mode only; a partial run writes no docs)")
 	timeout := fs.Duration("timeout", 0, "time limit per test package (default 30m for run, 10m for ci)")
+	smoke := fs.Bool("smoke", true, "run: also run the matrix-js-sdk smoke (conformance/jssdk)")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -104,9 +106,11 @@ func run(ctx context.Context, args []string) (int, error) {
 
 	switch mode {
 	case "run":
-		return fullRun(ctx, h, *myelin, splitList(*pkgFlag), *runFlag, orDefault(*timeout, 30*time.Minute))
+		return fullRun(ctx, h, *myelin, splitList(*pkgFlag), *runFlag, orDefault(*timeout, 30*time.Minute), *smoke)
 	case "ci":
 		return ciRun(ctx, h, *myelin, splitList(*pkgFlag), orDefault(*timeout, 10*time.Minute))
+	case "smoke":
+		return smokeRun(ctx, h, *myelin)
 	case "report":
 		return 0, reportFromLogs(ctx, h)
 	case "check":
@@ -116,7 +120,7 @@ func run(ctx context.Context, args []string) (int, error) {
 		}
 		return 0, h.Check(ctx, mod)
 	default:
-		return 2, fmt.Errorf("unknown mode %q (run, ci, report, check)", mode)
+		return 2, fmt.Errorf("unknown mode %q (run, ci, smoke, report, check)", mode)
 	}
 }
 
@@ -333,7 +337,7 @@ func printRegressions(reg []results.Result) {
 	}
 }
 
-func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []string, pattern string, timeout time.Duration) (int, error) {
+func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []string, pattern string, timeout time.Duration, smoke bool) (int, error) {
 	started := time.Now()
 	p := repoPaths(h.RepoDir)
 	pass, err := readPassList(p.passList)
@@ -359,8 +363,18 @@ func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []stri
 	}
 	rs := c.Results()
 	broken := printCounts(c, pkgs)
+	ran := slices.Clone(pkgs)
+	if smoke && !partial {
+		srs, err := runSmoke(ctx, s)
+		if err != nil {
+			return 1, err
+		}
+		rs = append(rs, srs...)
+		results.Sort(rs)
+		ran = append(ran, harness.SmokePackage)
+	}
 
-	reg := pass.Regressions(rs, pkgs)
+	reg := pass.Regressions(rs, ran)
 	if partial {
 		// A partial run can only judge the listed tests it ran.
 		reg = slices.DeleteFunc(reg, func(r results.Result) bool { return r.Reason == results.NotRun })
@@ -425,7 +439,16 @@ func ciRun(ctx context.Context, h *harness.Harness, myelin string, want []string
 		return 1, err
 	}
 	broken := printCounts(c, run)
-	reg := pass.Regressions(c.Results(), run)
+	rs := c.Results()
+	if slices.Contains(pass.Packages(), harness.SmokePackage) && (want == nil || slices.Contains(want, harness.SmokePackage)) {
+		srs, err := runSmoke(ctx, s)
+		if err != nil {
+			return 1, err
+		}
+		rs = append(rs, srs...)
+		run = append(run, harness.SmokePackage)
+	}
+	reg := pass.Regressions(rs, run)
 	printRegressions(reg)
 	fmt.Printf("ci: %d listed tests checked in %v\n", len(pass), time.Since(started).Round(time.Second))
 	if len(reg) > 0 || len(broken) > 0 {
@@ -480,6 +503,48 @@ func reportFromLogs(ctx context.Context, h *harness.Harness) error {
 	}
 	fmt.Printf("rewrote %s and %s from %d raw logs\n", p.record, p.summary, len(logs))
 	return nil
+}
+
+// runSmoke runs the matrix-js-sdk smoke and prints its steps.
+func runSmoke(ctx context.Context, s *suite) ([]results.Result, error) {
+	fmt.Printf("== %s (matrix-js-sdk smoke)\n", harness.SmokePackage)
+	start := time.Now()
+	rs, err := s.h.Smoke(ctx, s.myelin)
+	if err != nil {
+		return nil, fmt.Errorf("matrix-js-sdk smoke: %w", err)
+	}
+	for _, r := range rs {
+		line := fmt.Sprintf("  %-4s %s %s", strings.ToUpper(string(r.Outcome)), r.Package, r.Test)
+		if r.Reason != "" && r.Outcome != results.Pass {
+			line += ": " + r.Reason
+		}
+		fmt.Println(line)
+	}
+	fmt.Printf("== %s done in %v\n", harness.SmokePackage, time.Since(start).Round(time.Second))
+	return rs, nil
+}
+
+// smokeRun is `conformance smoke`: the matrix-js-sdk smoke alone.
+func smokeRun(ctx context.Context, h *harness.Harness, myelin string) (int, error) {
+	if myelin == "" {
+		bin, err := h.BuildMyelin(ctx)
+		if err != nil {
+			return 1, err
+		}
+		myelin = bin
+	} else if abs, err := filepath.Abs(myelin); err == nil {
+		myelin = abs
+	}
+	rs, err := runSmoke(ctx, &suite{h: h, myelin: myelin})
+	if err != nil {
+		return 1, err
+	}
+	for _, r := range rs {
+		if r.Outcome == results.Fail {
+			return 1, nil
+		}
+	}
+	return 0, nil
 }
 
 func writePassList(path string, pass results.PassList) error {
