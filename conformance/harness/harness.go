@@ -221,6 +221,9 @@ func (h *Harness) BuildFlags(mod Module) ([]string, error) {
 // CompileTests builds one test binary per package; the returned map is
 // keyed by package.
 func (h *Harness) CompileTests(ctx context.Context, mod Module, pkgs []string) (map[string]string, error) {
+	if len(pkgs) == 0 {
+		return map[string]string{}, nil
+	}
 	flags, err := h.BuildFlags(mod)
 	if err != nil {
 		return nil, err

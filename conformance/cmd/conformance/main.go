@@ -414,14 +414,16 @@ func ciRun(ctx context.Context, h *harness.Harness, myelin string, want []string
 	if err != nil {
 		return 1, err
 	}
-	pkgs := pass.Packages()
-	if want != nil {
-		pkgs = want
-	}
 	if len(pass) == 0 {
 		fmt.Println("pass list is empty: nothing to check")
 		return 0, nil
 	}
+	listed := pass.Packages()
+	if want != nil {
+		listed = want
+	}
+	withSmoke := slices.Contains(listed, harness.SmokePackage) && slices.Contains(pass.Packages(), harness.SmokePackage)
+	pkgs := slices.DeleteFunc(slices.Clone(listed), func(p string) bool { return p == harness.SmokePackage })
 	s, pkgs, err := prepare(ctx, h, myelin, pkgs)
 	if err != nil {
 		return 1, err
@@ -440,7 +442,7 @@ func ciRun(ctx context.Context, h *harness.Harness, myelin string, want []string
 	}
 	broken := printCounts(c, run)
 	rs := c.Results()
-	if slices.Contains(pass.Packages(), harness.SmokePackage) && (want == nil || slices.Contains(want, harness.SmokePackage)) {
+	if withSmoke {
 		srs, err := runSmoke(ctx, s)
 		if err != nil {
 			return 1, err
