@@ -79,6 +79,16 @@ func authorise(ev gmsl.PDU, st authState, verify signatureCheck) (err error) {
 		return deny("unsupported room version %q", ev.Version())
 	}
 	if ev.Type() == spec.MRoomCreate && ev.StateKeyEquals("") {
+		// Rule 1.3 in every version (gmsl checks it only before v11).
+		var c struct {
+			RoomVersion *string `json:"room_version"`
+		}
+		if err := json.Unmarshal(ev.Content(), &c); err != nil {
+			return deny("unparseable m.room.create content")
+		}
+		if c.RoomVersion != nil && !gmsl.KnownRoomVersion(gmsl.RoomVersion(*c.RoomVersion)) {
+			return deny("m.room.create names an unknown room version")
+		}
 		return gmslAllowed(ev, st)
 	}
 	create, _ := st.Create()
