@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ type Config struct {
 	Database     Database     `yaml:"database"`
 	Registration Registration `yaml:"registration"`
 	Auth         Auth         `yaml:"auth"`
+	Rooms        Rooms        `yaml:"rooms"`
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Logging      Logging      `yaml:"logging"`
 	Metrics      Metrics      `yaml:"metrics"`
@@ -106,6 +108,18 @@ type Auth struct {
 	MinPasswordLength int `yaml:"min_password_length"`
 }
 
+// Rooms configures room creation.
+type Rooms struct {
+	// DefaultRoomVersion is the version createRoom uses when the request
+	// names none; one of CreatableRoomVersions.
+	DefaultRoomVersion string `yaml:"default_room_version"`
+}
+
+// CreatableRoomVersions are the room versions the roomserver builds events
+// for (roomserver.CreatableRoomVersions; config imports nothing, so the list
+// is repeated here and the roomserver rejects anything else at start-up).
+var CreatableRoomVersions = []string{"10", "11", "12"}
+
 // Rate is a token bucket: PerSecond sustained, Burst at once.
 type Rate struct {
 	PerSecond float64 `yaml:"per_second"`
@@ -118,6 +132,13 @@ type RateLimits struct {
 	RegistrationPerIP Rate `yaml:"registration_per_ip"`
 	LoginPerIP        Rate `yaml:"login_per_ip"`
 	FailedLoginPerAcc Rate `yaml:"failed_login_per_account"`
+	// MessagePerUser bounds the events a user sends: messages, state and
+	// redactions.
+	MessagePerUser Rate `yaml:"message_per_user"`
+	// JoinPerUser bounds joins, knocks and room creations.
+	JoinPerUser Rate `yaml:"join_per_user"`
+	// InvitePerUser bounds invites, including those of createRoom.
+	InvitePerUser Rate `yaml:"invite_per_user"`
 }
 
 // Logging configures log/slog.
@@ -142,12 +163,18 @@ func Default() Config {
 		Registration: Registration{
 			Enabled: false,
 		},
-		Auth: Auth{PasswordHashCost: 12, MinPasswordLength: 8},
+		Auth:  Auth{PasswordHashCost: 12, MinPasswordLength: 8},
+		Rooms: Rooms{DefaultRoomVersion: "12"},
 		RateLimits: RateLimits{
 			Enabled:           true,
 			RegistrationPerIP: Rate{PerSecond: 0.17, Burst: 3},
 			LoginPerIP:        Rate{PerSecond: 0.17, Burst: 3},
 			FailedLoginPerAcc: Rate{PerSecond: 0.17, Burst: 3},
+			// A person typing sends far below 5/s; the burst covers a client
+			// flushing its offline queue.
+			MessagePerUser: Rate{PerSecond: 5, Burst: 30},
+			JoinPerUser:    Rate{PerSecond: 0.5, Burst: 10},
+			InvitePerUser:  Rate{PerSecond: 0.5, Burst: 20},
 		},
 		Logging: Logging{Level: "info", Format: "text"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},
@@ -225,11 +252,17 @@ func (c *Config) Verify() error {
 	if c.Auth.MinPasswordLength < 0 {
 		bad("auth.min_password_length: must not be negative")
 	}
+	if !slices.Contains(CreatableRoomVersions, c.Rooms.DefaultRoomVersion) {
+		bad("rooms.default_room_version: %q is not one of %s", c.Rooms.DefaultRoomVersion, strings.Join(CreatableRoomVersions, ", "))
+	}
 	if c.RateLimits.Enabled {
 		for name, r := range map[string]Rate{
 			"registration_per_ip":      c.RateLimits.RegistrationPerIP,
 			"login_per_ip":             c.RateLimits.LoginPerIP,
 			"failed_login_per_account": c.RateLimits.FailedLoginPerAcc,
+			"message_per_user":         c.RateLimits.MessagePerUser,
+			"join_per_user":            c.RateLimits.JoinPerUser,
+			"invite_per_user":          c.RateLimits.InvitePerUser,
 		} {
 			if r.PerSecond <= 0 || r.Burst < 1 {
 				bad("rate_limits.%s: per_second must be > 0 and burst >= 1", name)

@@ -45,6 +45,14 @@ func TestVerify(t *testing.T) {
 		{"negative min password", func(c *Config) { c.Auth.MinPasswordLength = -1 }, []string{"min_password_length"}},
 		{"zero rate", func(c *Config) { c.RateLimits.LoginPerIP = Rate{} }, []string{"rate_limits.login_per_ip"}},
 		{"zero rate while disabled", func(c *Config) { c.RateLimits.Enabled = false; c.RateLimits.LoginPerIP = Rate{} }, nil},
+		{"zero message rate", func(c *Config) { c.RateLimits.MessagePerUser = Rate{PerSecond: 1} }, []string{"rate_limits.message_per_user"}},
+		{"negative join rate", func(c *Config) { c.RateLimits.JoinPerUser = Rate{PerSecond: -1, Burst: 1} }, []string{"rate_limits.join_per_user"}},
+		{"zero invite rate", func(c *Config) { c.RateLimits.InvitePerUser = Rate{} }, []string{"rate_limits.invite_per_user"}},
+		{"room limits off with limits", func(c *Config) { c.RateLimits.Enabled = false; c.RateLimits.InvitePerUser = Rate{} }, nil},
+		{"room version 10", func(c *Config) { c.Rooms.DefaultRoomVersion = "10" }, nil},
+		{"room version 11", func(c *Config) { c.Rooms.DefaultRoomVersion = "11" }, nil},
+		{"room version 9", func(c *Config) { c.Rooms.DefaultRoomVersion = "9" }, []string{`rooms.default_room_version: "9"`}},
+		{"no room version", func(c *Config) { c.Rooms.DefaultRoomVersion = "" }, []string{"rooms.default_room_version"}},
 		{"bad log level", func(c *Config) { c.Logging.Level = "loud" }, []string{"logging.level"}},
 		{"bad log format", func(c *Config) { c.Logging.Format = "xml" }, []string{"logging.format"}},
 		{"bad metrics path", func(c *Config) { c.Metrics.Path = "metrics" }, []string{"metrics.path"}},
@@ -112,12 +120,14 @@ func TestLoad(t *testing.T) {
 		}
 		return p
 	}
-	c, err := Load(write("ok.yaml", "server_name: vet.example\nlisteners:\n  trusted_proxies: [\"127.0.0.1\"]\nauth:\n  access_token_lifetime: 5m\n"))
+	c, err := Load(write("ok.yaml", "server_name: vet.example\nlisteners:\n  trusted_proxies: [\"127.0.0.1\"]\nauth:\n  access_token_lifetime: 5m\n"+
+		"rooms:\n  default_room_version: \"11\"\nrate_limits:\n  message_per_user: {per_second: 2, burst: 4}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.ServerName != "vet.example" || c.Listeners.TrustedProxies[0] != "127.0.0.1" || c.Auth.AccessTokenLifetime != 5*time.Minute ||
-		c.Auth.PasswordHashCost != 12 || c.Database.Engine != "sqlite" {
+		c.Auth.PasswordHashCost != 12 || c.Database.Engine != "sqlite" || c.Rooms.DefaultRoomVersion != "11" ||
+		c.RateLimits.MessagePerUser != (Rate{PerSecond: 2, Burst: 4}) || c.RateLimits.JoinPerUser != Default().RateLimits.JoinPerUser {
 		t.Fatalf("loaded %+v", c)
 	}
 	if _, err := Load(write("typo.yaml", "server_nam: x\n")); err == nil {
