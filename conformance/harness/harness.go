@@ -42,6 +42,9 @@ type Harness struct {
 	WorkDir string
 	// Log receives progress lines.
 	Log io.Writer
+	// ServerEnv is added to every test binary's environment; the deployer
+	// reads its database settings from it (see Postgres.Env).
+	ServerEnv []string
 }
 
 func (h *Harness) logf(format string, args ...any) {
@@ -189,6 +192,7 @@ var overlayFiles = map[string]string{
 	"test_package.go":         "test_package.go",
 	"myelin_homeserver.go":    "homeserver.go",
 	"myelin_namespace.go":     "namespace.go",
+	"myelin_postgres.go":      "postgres.go",
 	"myelin_deployer_test.go": "deployer_test.go",
 }
 

@@ -71,6 +71,7 @@ func TestWriteOverlay(t *testing.T) {
 		"/work/complement@v1/test_package.go":         "/repo/conformance/overlay/test_package.go",
 		"/work/complement@v1/myelin_homeserver.go":    "/repo/conformance/overlay/homeserver.go",
 		"/work/complement@v1/myelin_namespace.go":     "/repo/conformance/overlay/namespace.go",
+		"/work/complement@v1/myelin_postgres.go":      "/repo/conformance/overlay/postgres.go",
 		"/work/complement@v1/myelin_deployer_test.go": "/repo/conformance/overlay/deployer_test.go",
 	}
 	if !reflect.DeepEqual(o.Replace, want) {

@@ -53,6 +53,7 @@ func (h *Harness) RunPackage(ctx context.Context, mod Module, pkg, testBinary st
 		"MYELIN_CONFORMANCE_CONFIG_TEMPLATE="+filepath.Join(h.ConformanceDir, "homeserver.yaml.tmpl"),
 		"MYELIN_CONFORMANCE_WORKDIR="+serverDir,
 	)
+	cmd.Env = append(cmd.Env, h.ServerEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

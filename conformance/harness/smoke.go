@@ -38,6 +38,8 @@ type smokeConfig struct {
 	TLSCert        string
 	TLSKey         string
 	SharedSecret   string
+	DatabaseEngine string
+	DatabaseDSN    string
 }
 
 // smokeStep is one line of smoke.mjs output.
@@ -157,10 +159,12 @@ func (h *Harness) startSmokeServer(ctx context.Context, myelin string) (*smokeSe
 	var cfg bytes.Buffer
 	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 	if err := tmpl.Execute(&cfg, smokeConfig{
-		ServerName:   "smoke.myelin.test",
-		DataDir:      filepath.Join(dir, "data"),
-		ClientAddr:   addr,
-		SharedSecret: "complement",
+		ServerName:     "smoke.myelin.test",
+		DataDir:        filepath.Join(dir, "data"),
+		ClientAddr:     addr,
+		SharedSecret:   "complement",
+		DatabaseEngine: "sqlite",
+		DatabaseDSN:    "myelin.db",
 	}); err != nil {
 		return nil, fmt.Errorf("render smoke config: %w", err)
 	}

@@ -473,3 +473,17 @@ func TestSlotLockIsMachineWide(t *testing.T) {
 		t.Errorf("slot %d lock taken twice (%v)", slot, err)
 	}
 }
+
+func TestDSNWithDatabase(t *testing.T) {
+	tests := []struct{ dsn, want string }{
+		{"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "postgres://postgres@127.0.0.1:5432/complement_1?sslmode=disable"},
+		{"postgresql://u:p@db:5432", "postgresql://u:p@db:5432/complement_1"},
+		{"postgres://u@h/", "postgres://u@h/complement_1"},
+		{"host=127.0.0.1 port=5432 user=postgres dbname=postgres", "host=127.0.0.1 port=5432 user=postgres dbname=postgres dbname=complement_1"},
+	}
+	for _, tt := range tests {
+		if got := dsnWithDatabase(tt.dsn, "complement_1"); got != tt.want {
+			t.Errorf("dsnWithDatabase(%q) = %q, want %q", tt.dsn, got, tt.want)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 type homeserver struct {
 	name       string
 	launch     []string // runs the server in its own mount namespace
+	database   string   // its PostgreSQL database, "" with SQLite
 	binary     string
 	configPath string
 	logPath    string

@@ -123,6 +123,9 @@ type processDeployer struct {
 
 	// launch starts a command in a new mount namespace (namespace.go).
 	launch []string
+	// postgres, if set, gives every server its own PostgreSQL database;
+	// otherwise they use SQLite in their data directory.
+	postgres *postgresAdmin
 	// baseHosts is the machine's /etc/hosts, the start of every slot's.
 	baseHosts  []byte
 	resolvFile string
@@ -154,6 +157,9 @@ func newProcessDeployer(namespace string) (*processDeployer, error) {
 		return nil, err
 	}
 	d.keep = os.Getenv(envKeep) == "1"
+	if d.postgres, err = postgresFromEnv(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -335,6 +341,8 @@ type configData struct {
 	TLSCert        string
 	TLSKey         string
 	SharedSecret   string
+	DatabaseEngine string // "sqlite" or "postgres"
+	DatabaseDSN    string
 }
 
 // prepare writes a server's directory: config, TLS certificate and key.
@@ -356,6 +364,19 @@ func (d *processDeployer) prepare(depDir string, slot int, hostsPath, name strin
 		TLSCert:        filepath.Join(dir, "tls.crt"),
 		TLSKey:         filepath.Join(dir, "tls.key"),
 		SharedSecret:   sharedSecret,
+		DatabaseEngine: "sqlite",
+		DatabaseDSN:    "myelin.db",
+	}
+	var database string
+	if d.postgres != nil {
+		// Database names are unique per test binary run, deployment and
+		// server; PostgreSQL folds them to lower case anyway.
+		database = fmt.Sprintf("complement_%d_%s_%s", os.Getpid(), filepath.Base(depDir), name)
+		dsn, err := d.postgres.create(database)
+		if err != nil {
+			return nil, fmt.Errorf("create database for %s: %w", name, err)
+		}
+		data.DatabaseEngine, data.DatabaseDSN = "postgres", dsn
 	}
 	if err := d.writeCertificate(name, ip, data.TLSCert, data.TLSKey); err != nil {
 		return nil, err
@@ -374,6 +395,7 @@ func (d *processDeployer) prepare(depDir string, slot int, hostsPath, name strin
 		configPath: configPath,
 		logPath:    filepath.Join(dir, "server.log"),
 		launch:     d.launch,
+		database:   database,
 		env: append(os.Environ(),
 			"SSL_CERT_FILE="+d.caFile,
 			envNamespaceHosts+"="+hostsPath,
@@ -601,6 +623,13 @@ func (dep *processDeployment) destroy(t ct.TestLike, printLogs bool) {
 		dep.transportsMu.Unlock()
 		if !dep.deployer.keep {
 			os.RemoveAll(dep.dir)
+			for _, name := range dep.order {
+				if db := dep.servers[name].database; db != "" {
+					if err := dep.deployer.postgres.drop(db); err != nil && t != nil {
+						t.Logf("Destroy: %v", err)
+					}
+				}
+			}
 		}
 		dep.deployer.releaseSlot(dep)
 	})

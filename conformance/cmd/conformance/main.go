@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string) (int, error) {
 	runFlag := fs.String("run", "", "go test -run pattern (run mode only; a partial run writes no docs)")
 	timeout := fs.Duration("timeout", 0, "time limit per test package (default 30m for run, 10m for ci)")
 	smoke := fs.Bool("smoke", true, "run: also run the matrix-js-sdk smoke (conformance/jssdk)")
+	db := fs.String("db", "sqlite", "database engine of the servers: sqlite, or postgres (a throwaway cluster, or MYELIN_TEST_POSTGRES)")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -104,9 +105,27 @@ func run(ctx context.Context, args []string) (int, error) {
 		return 1, fmt.Errorf("create work dir: %w", err)
 	}
 
+	switch *db {
+	case "sqlite":
+	case "postgres":
+		if mode != "run" && mode != "ci" {
+			return 2, fmt.Errorf("-db postgres applies to run and ci")
+		}
+		pg, err := h.StartPostgres()
+		if err != nil {
+			return 1, err
+		}
+		defer pg.Stop()
+		h.ServerEnv = pg.Env()
+	default:
+		return 2, fmt.Errorf("-db %q: want sqlite or postgres", *db)
+	}
+
 	switch mode {
 	case "run":
-		return fullRun(ctx, h, *myelin, splitList(*pkgFlag), *runFlag, orDefault(*timeout, 30*time.Minute), *smoke)
+		// Only the default configuration (every package, SQLite) is recorded.
+		record := *pkgFlag == "" && *runFlag == "" && *db == "sqlite"
+		return fullRun(ctx, h, *myelin, splitList(*pkgFlag), *runFlag, orDefault(*timeout, 30*time.Minute), *smoke, record)
 	case "ci":
 		return ciRun(ctx, h, *myelin, splitList(*pkgFlag), orDefault(*timeout, 10*time.Minute))
 	case "smoke":
@@ -207,6 +226,10 @@ func (s *suite) runPackages(ctx context.Context, pkgs []string, patterns map[str
 		fmt.Printf("  %-4s %s %s (%v)\n", strings.ToUpper(string(r.Outcome)), r.Package, r.Test, r.Elapsed.Round(10*time.Millisecond))
 	}
 	logDir = filepath.Join(s.h.WorkDir, logDir)
+	// Server data left by test binaries that died mid-run.
+	if err := os.RemoveAll(filepath.Join(s.h.WorkDir, "servers")); err != nil {
+		return nil, fmt.Errorf("clear old server data: %w", err)
+	}
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
@@ -337,7 +360,10 @@ func printRegressions(reg []results.Result) {
 	}
 }
 
-func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []string, pattern string, timeout time.Duration, smoke bool) (int, error) {
+// fullRun runs the suite (all of it, or the packages in want and tests
+// matching pattern). record writes the docs and grows the pass list; it is
+// only set for the default run, whose results the docs describe.
+func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []string, pattern string, timeout time.Duration, smoke, record bool) (int, error) {
 	started := time.Now()
 	p := repoPaths(h.RepoDir)
 	pass, err := readPassList(p.passList)
@@ -354,7 +380,7 @@ func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []stri
 	}
 	partial := want != nil || pattern != ""
 	logDir := "logs"
-	if partial {
+	if !record {
 		logDir = "logs-partial"
 	}
 	c, err := s.runPackages(ctx, pkgs, patterns, timeout, logDir)
@@ -381,8 +407,8 @@ func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []stri
 	}
 	printRegressions(reg)
 
-	if partial {
-		fmt.Println("partial run: docs and pass list left unchanged")
+	if !record {
+		fmt.Println("not the default full run: docs and pass list left unchanged")
 	} else {
 		took := time.Since(started)
 		if err := writeDocs(h, p, s.mod, rs, c.Packages(), started, took); err != nil {
