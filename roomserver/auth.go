@@ -17,11 +17,14 @@ import (
 // or (later) received over federation, is checked by authorise against the
 // room state before it.
 //
-// gomatrixserverlib's Allowed decides create, redaction, alias and ordinary
-// events. Membership and power-level events are decided here, from the
-// spec's rules (rooms/v10–v12 "Authorisation rules", with the per-version
-// hooks gmsl exposes for v1–v9 differences), because gmsl's versions of
-// those two rules diverge from the spec in ways clients can observe:
+// gomatrixserverlib's Allowed decides m.room.create events, and the alias
+// and redaction rules of the oldest room versions (v1–v5, v1–v2). The rules
+// for every other event are here, written from the spec's rules (rooms/v10–
+// v12 "Authorisation rules", with the per-version hooks gmsl exposes for
+// v1–v9 differences), because gmsl's versions diverge from the spec in ways
+// clients can observe, and because they run for every event (parsed power
+// levels and memberships are cached by the worker's state):
+//   - gmsl treats m.room.aliases specially in every version (only v1–v5 do);
 //   - it allows leave→leave for the sender (rule 5.5.1 rejects it);
 //   - it lets a user with only the ban level unban (rule 5.5.3/5.5.4 also
 //     require the kick level and a higher level than the target);
@@ -78,8 +81,9 @@ func authorise(ev gmsl.PDU, st authState, verify signatureCheck) (err error) {
 	if err != nil {
 		return deny("unsupported room version %q", ev.Version())
 	}
-	if ev.Type() == spec.MRoomCreate && ev.StateKeyEquals("") {
-		// Rule 1.3 in every version (gmsl checks it only before v11).
+	if ev.Type() == spec.MRoomCreate {
+		// Rule 1 covers every m.room.create; gmsl rejects a non-empty
+		// state_key and prev_events. Rule 1.3 in every version (gmsl checks it only before v11).
 		var c struct {
 			RoomVersion *string `json:"room_version"`
 		}
@@ -100,13 +104,13 @@ func authorise(ev gmsl.PDU, st authState, verify signatureCheck) (err error) {
 	if _, err := parseCreate(create); err != nil {
 		return deny("invalid m.room.create event in state")
 	}
-	// Rule 2 (v12) and the same-room check of earlier versions.
-	if raw := gjson.GetBytes(ev.JSON(), "room_id").Str; raw == "" {
-		return deny("event has no room_id")
-	} else if _, perr := spec.NewRoomID(raw); perr != nil {
+	// Rule 2 (v12) and the same-room check of earlier versions. Compared
+	// as strings: gmsl's RoomID() re-parses (and panics on bad input).
+	raw := gjson.GetBytes(ev.JSON(), "room_id").Str
+	if !validRoomID(raw) {
 		return deny("malformed room_id")
 	}
-	if ev.RoomID().String() != create.RoomID().String() {
+	if raw != roomIDOfCreate(create) {
 		return deny("room_id does not match the room's create event")
 	}
 	if err := checkAuthEvents(ev, st, verImpl); err != nil {
@@ -120,11 +124,105 @@ func authorise(ev gmsl.PDU, st authState, verify signatureCheck) (err error) {
 	case spec.MRoomMember:
 		return memberAllowed(ev, st, verImpl, verify)
 	case spec.MRoomPowerLevels:
-		if ev.StateKey() != nil {
+		if ev.StateKeyEquals("") {
 			return powerLevelsAllowed(ev, st, verImpl)
 		}
+	case spec.MRoomRedaction:
+		// Rooms v1/v2 check redactions against the target's domain.
+		if slices.Contains([]gmsl.RoomVersion{"1", "2"}, verImpl.Version()) {
+			return gmslAllowed(ev, st)
+		}
+	case spec.MRoomAliases:
+		// Rooms v1–v5 let a server set its own aliases without joining;
+		// from v6 aliases are ordinary state (gmsl keeps the old rule).
+		if slices.Contains([]gmsl.RoomVersion{"1", "2", "3", "4", "5"}, verImpl.Version()) {
+			return gmslAllowed(ev, st)
+		}
 	}
-	return gmslAllowed(ev, st)
+	return ordinaryAllowed(ev, st)
+}
+
+// ordinaryAllowed is rules 6–9 for events without rules of their own.
+func ordinaryAllowed(ev gmsl.PDU, st authState) error {
+	sender := string(ev.SenderID())
+	// 6
+	if m, err := membershipOnly(st, sender); err != nil || m != spec.Join {
+		return deny("sender is not joined to the room")
+	}
+	l, err := loadLevels(st)
+	if err != nil {
+		return deny("unparseable power levels or create event")
+	}
+	level := l.user(sender)
+	// 7
+	if ev.Type() == spec.MRoomThirdPartyInvite {
+		if level >= l.content.Invite {
+			return nil
+		}
+		return deny("sender's power level is below the invite level")
+	}
+	// 8
+	if level < l.content.EventLevel(ev.Type(), ev.StateKey() != nil) {
+		return deny("sender's power level is too low to send %s", ev.Type())
+	}
+	// 9
+	if sk := ev.StateKey(); sk != nil && strings.HasPrefix(*sk, "@") && *sk != sender {
+		return deny("state_key belongs to another user")
+	}
+	return nil
+}
+
+// validRoomID checks a room ID's grammar without regular expressions: a
+// v12 ID is "!" and 43 URL-safe unpadded base64 characters; older ones are
+// "!opaque:server".
+func validRoomID(id string) bool {
+	if len(id) < 2 || id[0] != '!' || len(id) > maxIDBytes {
+		return false
+	}
+	if !strings.Contains(id, ":") {
+		if len(id) != 44 {
+			return false
+		}
+		for i := 1; i < len(id); i++ {
+			c := id[i]
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+		return true
+	}
+	_, err := spec.NewRoomID(id)
+	return err == nil
+}
+
+// roomIDOfCreate is the room a create event founds: its room_id, or in
+// rooms with domainless IDs its event ID with the "!" sigil.
+func roomIDOfCreate(create gmsl.PDU) string {
+	if verImpl, err := gmsl.GetRoomVersion(create.Version()); err == nil && verImpl.DomainlessRoomIDs() {
+		return "!" + strings.TrimPrefix(create.EventID(), "$")
+	}
+	return gjson.GetBytes(create.JSON(), "room_id").Str
+}
+
+// membershipOnly is a user's membership, from the state's cache when it
+// keeps one.
+func membershipOnly(st authState, userID string) (string, error) {
+	if c, ok := st.(membershipCache); ok {
+		return c.membership(userID)
+	}
+	m, _, err := membershipOf(st, userID)
+	return m, err
+}
+
+// membershipCache and levelsCache let the worker's state answer the two
+// questions every event asks without re-parsing JSON.
+type membershipCache interface {
+	membership(userID string) (string, error)
+}
+
+type levelsCache interface {
+	cachedLevels() (levels, bool)
+	storeLevels(levels)
 }
 
 func gmslAllowed(ev gmsl.PDU, st authState) error {
@@ -243,6 +341,20 @@ type levels struct {
 }
 
 func loadLevels(st authState) (levels, error) {
+	cache, cached := st.(levelsCache)
+	if cached {
+		if l, ok := cache.cachedLevels(); ok {
+			return l, nil
+		}
+	}
+	l, err := parseLevels(st)
+	if err == nil && cached {
+		cache.storeLevels(l)
+	}
+	return l, err
+}
+
+func parseLevels(st authState) (levels, error) {
 	create, _ := st.Create()
 	ci, err := parseCreate(create)
 	if err != nil {

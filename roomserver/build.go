@@ -94,14 +94,14 @@ func (t *stateTxn) build(p proto, be *builtEvent) (gmsl.PDU, error) {
 		}
 		return nil, fmt.Errorf("select auth events: %w", err)
 	}
-	cfg := t.svc.cfg
-	ev, err := eb.Build(cfg.Now(), spec.ServerName(cfg.ServerName), gmsl.KeyID(cfg.KeyID), cfg.SigningKey)
+	canon, err := gmsl.CanonicalJSON(p.content)
 	if err != nil {
-		var ve gmsl.EventValidationError
-		if errors.As(err, &ve) && ve.Code == gmsl.EventValidationTooLarge {
-			return nil, apierr.TooLarge("event exceeds the size limits")
-		}
-		return nil, apierr.BadJSON("event cannot be built: invalid field")
+		return nil, apierr.BadJSON("content is not valid JSON")
+	}
+	pe.AuthEvents = eb.AuthEvents
+	ev, err := t.buildSigned(pe, canon, t.svc.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("sign event: %w", err)
 	}
 	if len(ev.JSON()) > maxEventBytes {
 		return nil, apierr.TooLarge("event exceeds 65536 bytes")

@@ -19,6 +19,9 @@ type entry struct {
 	eventID string
 	nid     int64
 	pdu     gmsl.PDU
+	// member is the parsed membership of an m.room.member entry ("" until
+	// first asked).
+	member string
 }
 
 // roomState is the worker's in-memory view of one room: current state keys
@@ -35,6 +38,11 @@ type roomState struct {
 	groupDepth  int
 	depth       int64
 	extremities []string
+
+	// levels caches the parsed power levels for the create and
+	// power-levels entries they came from.
+	levels                     levels
+	levelsCreate, levelsPowers *entry
 }
 
 // loadRoomState reads a room's current state and head. ErrNotFound if the
@@ -173,6 +181,53 @@ func (t *stateTxn) ThirdPartyInvite(token string) (gmsl.PDU, error) {
 	return t.get(stateKey{spec.MRoomThirdPartyInvite, token})
 }
 func (t *stateTxn) Valid() bool { return true }
+
+func (t *stateTxn) membership(userID string) (string, error) {
+	e := t.lookup(stateKey{spec.MRoomMember, userID})
+	if e == nil {
+		return spec.Leave, nil
+	}
+	if e.member != "" {
+		return e.member, nil
+	}
+	pdu, err := t.get(stateKey{spec.MRoomMember, userID})
+	if err != nil {
+		return "", err
+	}
+	c, err := gmsl.NewMemberContentFromEvent(pdu)
+	if err != nil {
+		return "", err
+	}
+	e.member = c.Membership
+	return e.member, nil
+}
+
+// cachedLevels returns the worker's parsed power levels when neither the
+// create nor the power-levels entry has changed since they were parsed.
+func (t *stateTxn) cachedLevels() (levels, bool) {
+	if t.base == nil || t.base.levelsCreate == nil {
+		return levels{}, false
+	}
+	c, p := t.lookup(stateKey{spec.MRoomCreate, ""}), t.lookup(stateKey{spec.MRoomPowerLevels, ""})
+	if c != t.base.levelsCreate || p != t.base.levelsPowers {
+		return levels{}, false
+	}
+	return t.base.levels, true
+}
+
+// storeLevels caches levels parsed from the current entries. Only entries
+// already in the base are cached, so a request that fails cannot leave its
+// own power levels behind.
+func (t *stateTxn) storeLevels(l levels) {
+	if t.base == nil {
+		return
+	}
+	c, p := t.lookup(stateKey{spec.MRoomCreate, ""}), t.lookup(stateKey{spec.MRoomPowerLevels, ""})
+	if c == nil || c != t.base.cur[stateKey{spec.MRoomCreate, ""}] || p != t.base.cur[stateKey{spec.MRoomPowerLevels, ""}] {
+		return
+	}
+	t.base.levels, t.base.levelsCreate, t.base.levelsPowers = l, c, p
+}
 
 func (t *stateTxn) byID(eventID string) gmsl.PDU {
 	k, ok := t.setByID[eventID]
