@@ -20,13 +20,17 @@ import (
 	"myelin/config"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
+	"myelin/roomserver"
 )
 
 // Options are clientapi's dependencies, wired in cmd/myelin.
 type Options struct {
 	Config   *config.Config   // required; must have passed Verify
 	Accounts *account.Service // required
-	Metrics  *httpapi.Metrics // optional: per-route request metrics
+	// Rooms serves the room, directory and space endpoints; nil leaves them
+	// unserved (404 M_UNRECOGNIZED). cmd/myelin always sets it.
+	Rooms   *roomserver.Service
+	Metrics *httpapi.Metrics // optional: per-route request metrics
 }
 
 // api holds the dependencies the handlers use.
@@ -88,6 +92,7 @@ func New(opts Options) (http.Handler, error) {
 	handle(http.MethodGet, "/_synapse/admin/v1/register", a.handle(a.sharedSecretNonce))
 	handle(http.MethodPost, "/_synapse/admin/v1/register", a.handle(a.sharedSecretRegister))
 	handle(http.MethodGet, "/_synapse/admin/v1/users/{userId}/admin", a.authed(a.adminStatus))
+	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
 	return httpapi.CORS(r), nil
 }
 

@@ -98,7 +98,7 @@ func (a *api) capabilities(w http.ResponseWriter, r *http.Request, c *account.Ca
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{
 		"capabilities": map[string]any{
 			"m.change_password": enabled(true),
-			"m.room_versions":   map[string]any{"default": "12", "available": roomVersions},
+			"m.room_versions":   map[string]any{"default": a.cfg.Rooms.DefaultRoomVersion, "available": roomVersions},
 			"m.set_displayname": enabled(true),
 			"m.set_avatar_url":  enabled(true),
 			"m.profile_fields":  enabled(true),

@@ -557,11 +557,10 @@ func TestDiscovery(t *testing.T) {
 
 func TestRateLimits(t *testing.T) {
 	limited := func(c *config.Config) {
-		c.RateLimits = config.RateLimits{Enabled: true,
-			RegistrationPerIP: config.Rate{PerSecond: 0.01, Burst: 3},
-			LoginPerIP:        config.Rate{PerSecond: 0.01, Burst: 4},
-			FailedLoginPerAcc: config.Rate{PerSecond: 0.01, Burst: 2},
-		}
+		c.RateLimits = config.Default().RateLimits // the room limits keep their defaults
+		c.RateLimits.RegistrationPerIP = config.Rate{PerSecond: 0.01, Burst: 3}
+		c.RateLimits.LoginPerIP = config.Rate{PerSecond: 0.01, Burst: 4}
+		c.RateLimits.FailedLoginPerAcc = config.Rate{PerSecond: 0.01, Burst: 2}
 	}
 	eachEngine(t, limited, func(t *testing.T, s *server) {
 		s.register("alice", "correct horse") // 2 registration requests

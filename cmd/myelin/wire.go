@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 
 	"myelin/account"
@@ -9,6 +11,7 @@ import (
 	"myelin/config"
 	"myelin/internal/httpapi"
 	"myelin/internal/serverkeys"
+	"myelin/roomserver"
 	"myelin/storage"
 )
 
@@ -32,14 +35,32 @@ func (a *app) Close() {
 // server's keys. It is the only place that knows how they fit together.
 func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverkeys.Keys, metrics *httpapi.Metrics) (*app, error) {
 	_ = ctx
-	_ = keys // the signing key is used by the roomserver and federation
+	a := &app{}
 	accounts, err := account.New(cfg, db)
 	if err != nil {
 		return nil, err
 	}
-	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Metrics: metrics})
+	rooms, err := roomserver.New(db, roomserver.Config{
+		ServerName:         cfg.ServerName,
+		KeyID:              keys.KeyID,
+		SigningKey:         keys.SigningKey,
+		DefaultRoomVersion: cfg.Rooms.DefaultRoomVersion,
+	})
 	if err != nil {
+		return nil, fmt.Errorf("roomserver: %w", err)
+	}
+	// Closing the roomserver commits every event already accepted; it runs
+	// after the listeners stopped and before the database closes.
+	a.closers = append(a.closers, func() {
+		if err := rooms.Close(); err != nil {
+			slog.Error("closing the roomserver", "err", err)
+		}
+	})
+	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Metrics: metrics})
+	if err != nil {
+		a.Close()
 		return nil, err
 	}
-	return &app{Client: client}, nil
+	a.Client = client
+	return a, nil
 }
