@@ -487,3 +487,16 @@ func TestDSNWithDatabase(t *testing.T) {
 		}
 	}
 }
+
+func TestProcessState(t *testing.T) {
+	state, err := processState(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != 'R' && state != 'S' {
+		t.Errorf("this process is in state %c", state)
+	}
+	if _, err := processState(-1); err == nil {
+		t.Error("state of a process that cannot exist")
+	}
+}

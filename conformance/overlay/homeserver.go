@@ -6,6 +6,7 @@
 package complement
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -163,7 +164,42 @@ func (hs *homeserver) signalPause(pause bool) error {
 		return fmt.Errorf("signal %s: %w", hs.name, err)
 	}
 	hs.paused = pause
-	return nil
+	// Signals arrive asynchronously; `docker pause` returns once the
+	// container is frozen, so wait for the kernel to report the change.
+	return waitStopped(hs.proc.Process.Pid, pause, 5*time.Second)
+}
+
+// waitStopped polls /proc until the process is (or is no longer) in the
+// stopped state "T".
+func waitStopped(pid int, stopped bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		state, err := processState(pid)
+		if err != nil {
+			return err
+		}
+		if (state == 'T') == stopped {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d still in state %c after %v", pid, state, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// processState reads the state letter from /proc/PID/stat ("pid (comm) S
+// ..."); comm may contain spaces, so the state follows the last ')'.
+func processState(pid int) (byte, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read process state: %w", err)
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, data)
+	}
+	return data[i+2], nil
 }
 
 // logTail returns the last lines of the server's log.
