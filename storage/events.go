@@ -92,32 +92,24 @@ func (r *Rooms) MaxIDs(ctx context.Context) (event, group, room int64, err error
 	return
 }
 
-const roomCols = `room_nid, room_id, room_version, creator, created_ts, visibility, state_group, depth, last_event_nid`
+const roomCols = `room_nid, room_id, room_version, creator, created_ts, visibility, state_group, depth, last_event_nid, extremities`
 
 func (r *Rooms) room(ctx context.Context, db *sql.DB, where string, arg any) (RoomRow, RoomHead, error) {
 	var rr RoomRow
 	var h RoomHead
+	var ext string
 	err := db.QueryRowContext(ctx, `SELECT `+roomCols+` FROM rooms WHERE `+where, arg).
-		Scan(&rr.NID, &rr.RoomID, &rr.Version, &rr.Creator, &rr.CreatedTS, &rr.Visibility, &h.StateGroup, &h.Depth, &h.LastEventNID)
+		Scan(&rr.NID, &rr.RoomID, &rr.Version, &rr.Creator, &rr.CreatedTS, &rr.Visibility, &h.StateGroup, &h.Depth, &h.LastEventNID, &ext)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rr, h, ErrNotFound
 	}
 	if err != nil {
 		return rr, h, fmt.Errorf("read room: %w", err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT event_id FROM room_extremities WHERE room_nid = $1 ORDER BY event_id`, rr.NID)
-	if err != nil {
-		return rr, h, fmt.Errorf("read extremities: %w", err)
+	if err := json.Unmarshal([]byte(ext), &h.Extremities); err != nil {
+		return rr, h, fmt.Errorf("read room extremities: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return rr, h, fmt.Errorf("read extremities: %w", err)
-		}
-		h.Extremities = append(h.Extremities, id)
-	}
-	return rr, h, rows.Err()
+	return rr, h, nil
 }
 
 // RoomByID reads a room and its head. ErrNotFound if unknown.

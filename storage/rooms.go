@@ -3,13 +3,15 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"strconv"
+	"strings"
 )
 
 // Rooms is the portable SQL for rooms, events, state groups, current state,
-// memberships, client transaction IDs and aliases (migration 0002).
+// memberships, client transaction IDs and aliases (migrations 0002–0003).
 //
 // Room events have exactly one writer: the roomserver's writer goroutine,
 // which applies RoomWrites through a WriteTx, many rooms per transaction
@@ -18,54 +20,17 @@ import (
 // their own transactions. Reads go to db.R.
 type Rooms struct {
 	db *DB
-
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
 }
 
 // NewRooms returns the rooms store on db.
-func NewRooms(db *DB) *Rooms { return &Rooms{db: db, stmts: map[string]*sql.Stmt{}} }
+func NewRooms(db *DB) *Rooms { return &Rooms{db: db} }
 
 // Engine reports the database engine, for callers that tune batching.
 func (r *Rooms) Engine() Engine { return r.db.Engine }
 
-// prepare readies the hot write statements on the writer pool, once, before
-// a batch transaction takes the writer connection (on SQLite the pool has
-// exactly one, so preparing inside the transaction would wait for itself).
-// Prepared statements spare SQLite from re-parsing the same SQL per event.
-func (r *Rooms) prepare(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, q := range hotWrites {
-		if _, ok := r.stmts[q]; ok {
-			continue
-		}
-		s, err := r.db.W.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		r.stmts[q] = s
-	}
-	return nil
-}
-
-func (r *Rooms) prepared(query string) *sql.Stmt {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stmts[query]
-}
-
-// Close releases prepared statements. The DB itself is closed by its owner.
-func (r *Rooms) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var errs []error
-	for q, s := range r.stmts {
-		errs = append(errs, s.Close())
-		delete(r.stmts, q)
-	}
-	return errors.Join(errs...)
-}
+// Close releases nothing today; it exists so callers need not change if the
+// store starts holding resources. The DB itself is closed by its owner.
+func (r *Rooms) Close() error { return nil }
 
 // RoomRow is the fixed description of a room.
 type RoomRow struct {
@@ -163,66 +128,53 @@ type RoomWrite struct {
 	Isolated bool
 }
 
-// The hot write statements, prepared once (see prepare).
-const (
-	qUpdateHead         = `UPDATE rooms SET state_group = $1, depth = $2, last_event_nid = $3 WHERE room_nid = $4`
-	qClearExtremities   = `DELETE FROM room_extremities WHERE room_nid = $1`
-	qInsertExtremity    = `INSERT INTO room_extremities (room_nid, event_id) VALUES ($1, $2)`
-	qInsertGroup        = `INSERT INTO state_groups (group_id, room_nid, prev_group, delta_depth) VALUES ($1, $2, $3, $4)`
-	qInsertGroupEntry   = `INSERT INTO state_group_entries (group_id, type, state_key, event_nid) VALUES ($1, $2, $3, $4)`
-	qInsertEvent        = `INSERT INTO events (event_nid, room_nid, event_id, type, state_key, sender, depth, origin_ts, state_group, replaces_nid, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
-	qUpsertCurrentState = `INSERT INTO current_state (room_nid, type, state_key, event_nid) VALUES ($1, $2, $3, $4) ON CONFLICT (room_nid, type, state_key) DO UPDATE SET event_nid = excluded.event_nid`
-	qUpsertMember       = `INSERT INTO room_members (room_nid, user_id, membership, event_nid, forgotten) VALUES ($1, $2, $3, $4, FALSE) ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid, forgotten = FALSE`
-	qInsertTxn          = `INSERT INTO event_txns (user_id, device_id, room_nid, scope, txn_id, event_nid, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)`
-	qRedact             = `UPDATE events SET json = $1, redacted_by_nid = $2 WHERE event_nid = $3`
-)
-
-var hotWrites = []string{qUpdateHead, qClearExtremities, qInsertExtremity, qInsertGroup, qInsertGroupEntry, qInsertEvent, qUpsertCurrentState, qUpsertMember, qInsertTxn, qRedact}
-
 // WriteTx is one group-commit transaction of the roomserver writer.
+//
+// Rows of ordinary writes are buffered and written at Commit with
+// multi-row statements: the SQLite driver parses every statement it runs,
+// so one INSERT of n rows costs far less than n INSERTs, and PostgreSQL
+// saves round trips. Row counts are split into power-of-two chunks so the
+// set of distinct statement texts (which PostgreSQL caches prepared) stays
+// small.
 type WriteTx struct {
-	r     *Rooms
-	ctx   context.Context
-	tx    *sql.Tx
+	r   *Rooms
+	ctx context.Context
+	tx  *sql.Tx
+
 	heads map[int64]RoomHead
 	order []int64
+
+	groups, entries, events, txns [][]any
+	current                       map[[3]string]int // (room, type, state_key) → index in currentRows
+	currentRows                   [][]any
+	members                       map[[2]string]int
+	memberRows                    [][]any
+	redacts                       []Redaction
 }
 
 // Begin starts a write transaction for a batch of RoomWrites.
 func (r *Rooms) Begin(ctx context.Context) (*WriteTx, error) {
-	if err := r.prepare(ctx); err != nil {
-		return nil, err
-	}
 	tx, err := r.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin room batch: %w", err)
 	}
-	return &WriteTx{r: r, ctx: ctx, tx: tx, heads: map[int64]RoomHead{}}, nil
+	return &WriteTx{r: r, ctx: ctx, tx: tx, heads: map[int64]RoomHead{},
+		current: map[[3]string]int{}, members: map[[2]string]int{}}, nil
 }
 
 // Rollback abandons the batch.
 func (w *WriteTx) Rollback() error { return w.tx.Rollback() }
 
-// Commit writes each touched room's final head once (several writes for one
-// room in a batch only cost one head update) and commits.
+// Commit writes the buffered rows and each touched room's final head, then
+// commits.
 func (w *WriteTx) Commit() error {
-	for _, nid := range w.order {
-		h := w.heads[nid]
-		if err := w.exec(qUpdateHead,
-			h.StateGroup, h.Depth, h.LastEventNID, nid); err != nil {
-			_ = w.tx.Rollback()
-			return fmt.Errorf("update room head: %w", err)
-		}
-		if err := w.exec(qClearExtremities, nid); err != nil {
-			_ = w.tx.Rollback()
-			return fmt.Errorf("clear extremities: %w", err)
-		}
-		for _, id := range h.Extremities {
-			if err := w.exec(qInsertExtremity, nid, id); err != nil {
-				_ = w.tx.Rollback()
-				return fmt.Errorf("insert extremity: %w", err)
-			}
-		}
+	if err := w.flush(); err != nil {
+		_ = w.tx.Rollback()
+		return err
+	}
+	if err := w.writeHeads(); err != nil {
+		_ = w.tx.Rollback()
+		return err
 	}
 	if err := w.tx.Commit(); err != nil {
 		return fmt.Errorf("commit room batch: %w", err)
@@ -231,19 +183,12 @@ func (w *WriteTx) Commit() error {
 }
 
 func (w *WriteTx) exec(query string, args ...any) error {
-	_, err := w.execResult(query, args...)
+	_, err := w.tx.ExecContext(w.ctx, query, args...)
 	return err
 }
 
-func (w *WriteTx) execResult(query string, args ...any) (sql.Result, error) {
-	if st := w.r.prepared(query); st != nil {
-		return w.tx.StmtContext(w.ctx, st).ExecContext(w.ctx, args...)
-	}
-	return w.tx.ExecContext(w.ctx, query, args...)
-}
-
 func (w *WriteTx) execCount(query string, args ...any) (int64, error) {
-	res, err := w.execResult(query, args...)
+	res, err := w.tx.ExecContext(w.ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -255,10 +200,20 @@ func (w *WriteTx) execCount(query string, args ...any) (int64, error) {
 // be rolled back.
 func (w *WriteTx) Apply(rw *RoomWrite) error {
 	if rw.Isolated {
+		// An isolated write runs now, inside a savepoint, after everything
+		// buffered before it (it may depend on those rows).
+		if err := w.flush(); err != nil {
+			return err
+		}
 		if _, err := w.tx.ExecContext(w.ctx, `SAVEPOINT room_write`); err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
-		if err := w.apply(rw); err != nil {
+		err := w.apply(rw)
+		if err == nil {
+			err = w.flush()
+		}
+		if err != nil {
+			w.dropBuffers()
 			if _, rerr := w.tx.ExecContext(w.ctx, `ROLLBACK TO SAVEPOINT room_write`); rerr != nil {
 				return errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
 			}
@@ -277,14 +232,21 @@ func (w *WriteTx) Apply(rw *RoomWrite) error {
 	return nil
 }
 
+func (w *WriteTx) dropBuffers() {
+	w.groups, w.entries, w.events, w.txns, w.currentRows, w.memberRows, w.redacts = nil, nil, nil, nil, nil, nil, nil
+	clear(w.current)
+	clear(w.members)
+}
+
+// apply runs a write's one-off statements now and buffers its rows.
 func (w *WriteTx) apply(rw *RoomWrite) error {
 	if nr := rw.NewRoom; nr != nil {
 		vis := nr.Visibility
 		if vis == "" {
 			vis = "private"
 		}
-		if err := w.exec(`INSERT INTO rooms (room_nid, room_id, room_version, creator, created_ts, visibility, state_group, depth, last_event_nid)
-			VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0)`,
+		if err := w.exec(`INSERT INTO rooms (room_nid, room_id, room_version, creator, created_ts, visibility, state_group, depth, last_event_nid, extremities)
+			VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, '[]')`,
 			nr.NID, nr.RoomID, nr.Version, nr.Creator, nr.CreatedTS, vis); err != nil {
 			return fmt.Errorf("insert room: %w", err)
 		}
@@ -294,28 +256,15 @@ func (w *WriteTx) apply(rw *RoomWrite) error {
 		if g.PrevID != 0 {
 			prev = g.PrevID
 		}
-		if err := w.exec(qInsertGroup,
-			g.ID, rw.RoomNID, prev, g.DeltaDepth); err != nil {
-			return fmt.Errorf("insert state group: %w", err)
-		}
+		w.groups = append(w.groups, []any{g.ID, rw.RoomNID, prev, g.DeltaDepth})
 		for _, e := range g.Entries {
-			if err := w.exec(qInsertGroupEntry,
-				g.ID, e.Type, e.StateKey, e.EventNID); err != nil {
-				return fmt.Errorf("insert state group entry: %w", err)
-			}
+			w.entries = append(w.entries, []any{g.ID, e.Type, e.StateKey, e.EventNID})
 		}
 	}
 	for i := range rw.Events {
-		if err := w.insertEvent(rw.RoomNID, &rw.Events[i]); err != nil {
-			return err
-		}
+		w.bufferEvent(rw.RoomNID, &rw.Events[i])
 	}
-	for _, rd := range rw.Redacts {
-		if err := w.exec(qRedact,
-			string(rd.RedactedJSON), rd.ByNID, rd.TargetNID); err != nil {
-			return fmt.Errorf("apply redaction: %w", err)
-		}
-	}
+	w.redacts = append(w.redacts, rw.Redacts...)
 	for _, a := range rw.Aliases {
 		n, err := w.execCount(`INSERT INTO room_aliases (alias, room_nid, creator, created_ts) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (alias) DO NOTHING`, a.Alias, rw.RoomNID, a.Creator, a.TS)
@@ -339,7 +288,7 @@ func (w *WriteTx) apply(rw *RoomWrite) error {
 	return nil
 }
 
-func (w *WriteTx) insertEvent(roomNID int64, ev *NewEvent) error {
+func (w *WriteTx) bufferEvent(roomNID int64, ev *NewEvent) {
 	var stateKey, replaces any
 	if ev.StateKey != nil {
 		stateKey = *ev.StateKey
@@ -347,26 +296,117 @@ func (w *WriteTx) insertEvent(roomNID int64, ev *NewEvent) error {
 	if ev.ReplacesNID != 0 {
 		replaces = ev.ReplacesNID
 	}
-	if err := w.exec(qInsertEvent,
-		ev.NID, roomNID, ev.EventID, ev.Type, stateKey, ev.Sender, ev.Depth, ev.OriginTS, ev.StateGroup, replaces, string(ev.JSON)); err != nil {
-		return fmt.Errorf("insert event: %w", err)
-	}
+	w.events = append(w.events, []any{ev.NID, roomNID, ev.EventID, ev.Type, stateKey, ev.Sender, ev.Depth, ev.OriginTS,
+		ev.StateGroup, replaces, string(ev.JSON)})
+	room := strconv.FormatInt(roomNID, 10)
 	if ev.StateKey != nil {
-		if err := w.exec(qUpsertCurrentState,
-			roomNID, ev.Type, *ev.StateKey, ev.NID); err != nil {
-			return fmt.Errorf("update current state: %w", err)
+		// Later rows for a key replace earlier ones: one multi-row upsert may
+		// not touch a row twice (PostgreSQL refuses).
+		k := [3]string{room, ev.Type, *ev.StateKey}
+		row := []any{roomNID, ev.Type, *ev.StateKey, ev.NID}
+		if i, ok := w.current[k]; ok {
+			w.currentRows[i] = row
+		} else {
+			w.current[k] = len(w.currentRows)
+			w.currentRows = append(w.currentRows, row)
 		}
 		if ev.Membership != "" {
-			if err := w.exec(qUpsertMember,
-				roomNID, *ev.StateKey, ev.Membership, ev.NID); err != nil {
-				return fmt.Errorf("update membership: %w", err)
+			mk := [2]string{room, *ev.StateKey}
+			mrow := []any{roomNID, *ev.StateKey, ev.Membership, ev.NID}
+			if i, ok := w.members[mk]; ok {
+				w.memberRows[i] = mrow
+			} else {
+				w.members[mk] = len(w.memberRows)
+				w.memberRows = append(w.memberRows, mrow)
 			}
 		}
 	}
 	if t := ev.Txn; t != nil {
-		if err := w.exec(qInsertTxn,
-			t.UserID, t.DeviceID, roomNID, t.Scope, t.TxnID, ev.NID, t.CreatedTS); err != nil {
-			return fmt.Errorf("insert txn: %w", err)
+		w.txns = append(w.txns, []any{t.UserID, t.DeviceID, roomNID, t.Scope, t.TxnID, ev.NID, t.CreatedTS})
+	}
+}
+
+// flush writes the buffered rows in dependency order: events before the
+// redactions that rewrite them.
+func (w *WriteTx) flush() error {
+	steps := []struct {
+		what   string
+		prefix string
+		cols   int
+		suffix string
+		rows   [][]any
+	}{
+		{"state groups", `INSERT INTO state_groups (group_id, room_nid, prev_group, delta_depth) VALUES `, 4, ``, w.groups},
+		{"state group entries", `INSERT INTO state_group_entries (group_id, type, state_key, event_nid) VALUES `, 4, ``, w.entries},
+		{"events", `INSERT INTO events (event_nid, room_nid, event_id, type, state_key, sender, depth, origin_ts, state_group, replaces_nid, json) VALUES `, 11, ``, w.events},
+		{"current state", `INSERT INTO current_state (room_nid, type, state_key, event_nid) VALUES `, 4,
+			` ON CONFLICT (room_nid, type, state_key) DO UPDATE SET event_nid = excluded.event_nid`, w.currentRows},
+		{"memberships", `INSERT INTO room_members (room_nid, user_id, membership, event_nid) VALUES `, 4,
+			` ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid, forgotten = FALSE`, w.memberRows},
+		{"txns", `INSERT INTO event_txns (user_id, device_id, room_nid, scope, txn_id, event_nid, created_ts) VALUES `, 7, ``, w.txns},
+	}
+	for _, st := range steps {
+		if err := w.insertRows(st.prefix, st.cols, st.suffix, st.rows); err != nil {
+			return fmt.Errorf("insert %s: %w", st.what, err)
+		}
+	}
+	for _, rd := range w.redacts {
+		if err := w.exec(`UPDATE events SET json = $1, redacted_by_nid = $2 WHERE event_nid = $3`,
+			string(rd.RedactedJSON), rd.ByNID, rd.TargetNID); err != nil {
+			return fmt.Errorf("apply redaction: %w", err)
+		}
+	}
+	w.dropBuffers()
+	return nil
+}
+
+// maxChunk bounds rows per statement (SQLite allows 32766 parameters).
+const maxChunk = 256
+
+func (w *WriteTx) insertRows(prefix string, cols int, suffix string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := maxChunk
+		for n > len(rows) {
+			n /= 2
+		}
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, n*cols)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			b.WriteString(placeholders(len(args)+1, cols))
+			b.WriteByte(')')
+			args = append(args, rows[i]...)
+		}
+		b.WriteString(suffix)
+		if _, err := w.tx.ExecContext(w.ctx, b.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// writeHeads updates each touched room's head once per batch. (One
+// UPDATE ... FROM (VALUES ...) for all rooms measured slower on SQLite than
+// one small UPDATE per room.)
+func (w *WriteTx) writeHeads() error {
+	for _, nid := range w.order {
+		h := w.heads[nid]
+		ext := h.Extremities
+		if ext == nil {
+			ext = []string{}
+		}
+		js, err := json.Marshal(ext)
+		if err != nil {
+			return err
+		}
+		if err := w.exec(`UPDATE rooms SET state_group = $1, depth = $2, last_event_nid = $3, extremities = $4 WHERE room_nid = $5`,
+			h.StateGroup, h.Depth, h.LastEventNID, string(js), nid); err != nil {
+			return fmt.Errorf("update room head: %w", err)
 		}
 	}
 	return nil
