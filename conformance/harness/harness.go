@@ -259,21 +259,86 @@ func (h *Harness) CompileTests(ctx context.Context, mod Module, pkgs []string) (
 	return bins, nil
 }
 
-// Check vets the overlaid Complement packages and runs the deployer's own
-// tests (overlay/deployer_test.go) inside Complement's root package.
+// Staticcheck is the pinned staticcheck the root Makefile uses too.
+const Staticcheck = "honnef.co/go/tools/cmd/staticcheck@v0.7.0"
+
+// Check is the lint and unit tests of everything conformance/ owns: gofmt,
+// go vet, staticcheck and go test -race for the conformance module, and the
+// same for the overlay files compiled inside Complement's root package.
 func (h *Harness) Check(ctx context.Context, mod Module) error {
+	step := func(what string, fn func() error) error {
+		start := time.Now()
+		if err := fn(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		h.logf("check: %s ok (%v)", what, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	}
+	run := func(dir string, env []string, name string, args ...string) func() error {
+		return func() error {
+			_, err := command(ctx, dir, env, name, args...)
+			return err
+		}
+	}
+	dirs := []string{"cmd", "harness", "overlay", "report", "results"}
+	if err := step("gofmt", func() error {
+		out, err := command(ctx, h.ConformanceDir, nil, "gofmt", append([]string{"-l"}, dirs...)...)
+		if err != nil {
+			return err
+		}
+		if files := strings.TrimSpace(string(out)); files != "" {
+			return fmt.Errorf("needs gofmt:\n%s", files)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := step("go vet (conformance module)", run(h.ConformanceDir, nil, "go", "vet", "./...")); err != nil {
+		return err
+	}
+	if err := step("staticcheck (conformance module)", run(h.ConformanceDir, nil, "go", "run", Staticcheck, "./...")); err != nil {
+		return err
+	}
+	if err := step("go test -race (conformance module)", run(h.ConformanceDir, nil, "go", "test", "-race", "-count=1", "./...")); err != nil {
+		return err
+	}
+
 	flags, err := h.BuildFlags(mod)
 	if err != nil {
 		return err
 	}
-	if _, err := command(ctx, mod.Dir, nil, "go", append(append([]string{"vet"}, flags...), ".", "./tests/...")...); err != nil {
-		return fmt.Errorf("vet: %w", err)
+	if err := step("go vet (overlay)", run(mod.Dir, nil, "go", append(append([]string{"vet"}, flags...), ".", "./tests/...")...)); err != nil {
+		return err
 	}
 	env := []string{"MYELIN_CONFORMANCE_CONFIG_TEMPLATE=" + filepath.Join(h.ConformanceDir, "homeserver.yaml.tmpl")}
-	out, err := command(ctx, mod.Dir, env, "go", append(append([]string{"test", "-race", "-count=1"}, flags...), ".")...)
-	h.logf("%s", strings.TrimSpace(string(out)))
-	if err != nil {
-		return fmt.Errorf("deployer tests: %w", err)
+	if err := step("go test -race (overlay: the process deployer)", func() error {
+		out, err := command(ctx, mod.Dir, env, "go", append(append([]string{"test", "-race", "-count=1"}, flags...), ".")...)
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
-	return nil
+	// staticcheck has no -overlay: check a scratch copy of the root package
+	// with the overlay files put in place.
+	return step("staticcheck (overlay)", func() error {
+		scratch := filepath.Join(h.WorkDir, "staticcheck")
+		if err := os.RemoveAll(scratch); err != nil {
+			return err
+		}
+		if err := copyTree(mod.Dir, scratch); err != nil {
+			return err
+		}
+		for orig, repl := range overlayFiles {
+			data, err := os.ReadFile(filepath.Join(h.ConformanceDir, "overlay", repl))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(scratch, orig), data, 0o644); err != nil {
+				return err
+			}
+		}
+		return run(scratch, nil, "go", "run", Staticcheck, "-tags", overlayTag, ".")()
+	})
 }

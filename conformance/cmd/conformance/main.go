@@ -9,8 +9,8 @@
 //	conformance smoke only the matrix-js-sdk smoke (conformance/jssdk)
 //	conformance report rewrites the docs from the raw logs of the last run
 //	                  (after editing docs/conformance/reasons.txt)
-//	conformance check go vet of the overlaid Complement packages and the
-//	                  process deployer's own tests
+//	conformance check lint and unit tests of conformance/ itself (gofmt, vet,
+//	                  staticcheck, go test -race; the overlay included)
 //
 // Run it through conformance/run.sh, which sets the environment the module
 // download needs.
