@@ -12,8 +12,11 @@ import (
 // benchService is a service on a fresh SQLite database with the default
 // (durable, synchronous=FULL) settings.
 func benchService(b *testing.B) *Service {
+	return benchServiceOn(b, sqliteEngine(b))
+}
+
+func benchServiceOn(b *testing.B, e engine) *Service {
 	b.Helper()
-	e := sqliteEngine(b)
 	db := e.open(b)
 	s := newService(b, db)
 	b.Cleanup(func() {
@@ -23,9 +26,9 @@ func benchService(b *testing.B) *Service {
 	return s
 }
 
-// BenchmarkSend measures event build + auth + persist on SQLite: one send
-// at a time (each waits for its own fsync), and concurrent senders whose
-// events share commits (group commit).
+// BenchmarkSend measures event build + auth + persist: one send at a time
+// on SQLite (each waits for its own fsync), and 8 concurrent senders whose
+// events share commits (group commit) on SQLite and PostgreSQL (fsync on).
 func BenchmarkSend(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
 		s := benchService(b)
@@ -40,9 +43,17 @@ func BenchmarkSend(b *testing.B) {
 			}
 		}
 	})
-	for _, rooms := range []int{1, 8} {
-		b.Run(fmt.Sprintf("concurrent-8/rooms-%d", rooms), func(b *testing.B) {
-			s := benchService(b)
+	for _, c := range []struct {
+		engine string
+		rooms  int
+	}{{"sqlite", 1}, {"sqlite", 8}, {"postgres", 1}, {"postgres", 8}} {
+		b.Run(fmt.Sprintf("concurrent-8/%s/rooms-%d", c.engine, c.rooms), func(b *testing.B) {
+			rooms := c.rooms
+			e := sqliteEngine(b)
+			if c.engine == "postgres" {
+				e = postgresEngine()
+			}
+			s := benchServiceOn(b, e)
 			alice := user("alice")
 			ids := make([]string, rooms)
 			for i := range ids {
