@@ -292,7 +292,7 @@ func membershipOf(e *roomserver.Event) string {
 // accepted too.
 func streamPosition(token string) (int64, bool) {
 	t := token
-	if len(t) > 0 && (t[0] < '0' || t[0] > '9') {
+	if len(t) > 0 && t[0] >= 'a' && t[0] <= 'z' {
 		t = t[1:]
 	}
 	end := 0
