@@ -279,6 +279,11 @@ func (ra *roomsAPI) createRoom(w http.ResponseWriter, r *http.Request, c *accoun
 			return err
 		}
 	}
+	// Both limits are checked before either is charged, so a createRoom
+	// refused for its invites does not spend a join.
+	if err := ra.inviteLimit.check(c.UserID, invites); err != nil {
+		return err
+	}
 	if err := ra.joinLimit.take(c.UserID, 1); err != nil {
 		return err
 	}

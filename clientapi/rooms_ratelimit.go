@@ -52,6 +52,16 @@ func newUserLimiter(enabled bool, r config.Rate, now func() time.Time) *userLimi
 // it is refused with the time a full bucket takes, so a client backing off
 // does not spin.
 func (l *userLimiter) take(userID string, n int) error {
+	return l.use(userID, n, true)
+}
+
+// check is take without consuming: a request that needs several limits
+// (createRoom: a join and its invites) checks them all before it takes any.
+func (l *userLimiter) check(userID string, n int) error {
+	return l.use(userID, n, false)
+}
+
+func (l *userLimiter) use(userID string, n int, consume bool) error {
 	if !l.enabled || n <= 0 {
 		return nil
 	}
@@ -70,9 +80,14 @@ func (l *userLimiter) take(userID string, n int) error {
 		l.buckets[userID] = b
 	}
 	b.lastUsed = t
+	// A reservation cancelled at the instant it was made gives its tokens
+	// back exactly.
 	res := b.lim.ReserveN(t, n)
-	if d := res.DelayFrom(t); d > 0 {
+	d := res.DelayFrom(t)
+	if d > 0 || !consume {
 		res.CancelAt(t)
+	}
+	if d > 0 {
 		return apierr.LimitExceeded(d)
 	}
 	return nil

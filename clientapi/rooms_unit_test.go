@@ -209,6 +209,20 @@ func TestUserLimiter(t *testing.T) {
 		}
 	}
 
+	// check consumes nothing.
+	u := newUserLimiter(true, config.Rate{PerSecond: 0.001, Burst: 2}, clock)
+	for range 3 {
+		if err := u.check("@u:x", 2); err != nil {
+			t.Fatalf("check: %v", err)
+		}
+	}
+	if err := u.take("@u:x", 2); err != nil {
+		t.Fatalf("take after checks: %v", err)
+	}
+	if err := u.check("@u:x", 1); err == nil {
+		t.Fatal("check passed on an empty bucket")
+	}
+
 	// Per user; refills with time; idle users are swept.
 	l := newUserLimiter(true, config.Rate{PerSecond: 1, Burst: 1}, clock)
 	if l.take("@a:x", 1) != nil || l.take("@b:x", 1) != nil || l.take("@a:x", 1) == nil {
