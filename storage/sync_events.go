@@ -420,3 +420,39 @@ func (s *Sync) userList(ctx context.Context, query string, args ...any) ([]strin
 	}
 	return out, rows.Err()
 }
+
+// MembershipIn returns userID's current membership in a room (by Matrix
+// room ID) and the membership event's position; "leave" and 0 when the
+// user never had one. ErrNotFound if the room is unknown.
+func (s *Sync) MembershipIn(ctx context.Context, roomID, userID string) (string, int64, error) {
+	var nid int64
+	var m sql.NullString
+	var pos sql.NullInt64
+	err := s.db.R.QueryRowContext(ctx, `SELECT r.room_nid, m.membership, m.event_nid FROM rooms r
+		LEFT JOIN room_members m ON m.room_nid = r.room_nid AND m.user_id = $2 WHERE r.room_id = $1`, roomID, userID).Scan(&nid, &m, &pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, ErrNotFound
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read membership: %w", err)
+	}
+	if !m.Valid {
+		return "leave", 0, nil
+	}
+	return m.String, pos.Int64, nil
+}
+
+// CurrentStateOfTypes returns the current state events of the given types
+// (state key "") in each room.
+func (s *Sync) CurrentStateOfTypes(ctx context.Context, roomNIDs []int64, types []string) ([]StoredEvent, error) {
+	if len(roomNIDs) == 0 || len(types) == 0 {
+		return nil, nil
+	}
+	args := append(stringArgs(types), int64Args(roomNIDs)...)
+	evs, err := s.queryEvents(ctx, `SELECT `+prefixed("e.", eventCols)+` FROM current_state cs JOIN events e ON e.event_nid = cs.event_nid
+		WHERE cs.state_key = '' AND cs.type IN (`+placeholders(1, len(types))+`) AND cs.room_nid IN (`+placeholders(len(types)+1, len(roomNIDs))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read current state: %w", err)
+	}
+	return evs, nil
+}

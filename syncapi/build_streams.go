@@ -1,0 +1,397 @@
+package syncapi
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	"myelin/roomserver"
+	"myelin/storage"
+)
+
+// render turns each room's timeline and state into response entries: all
+// rooms' events go through one ClientEvents call (two queries), then each
+// is formatted as the filter asks.
+func (b *builder) render(ctx context.Context) error {
+	var all []*roomserver.Event
+	for _, r := range b.results {
+		all = append(all, r.timeline...)
+		all = append(all, r.state...)
+		all = append(all, r.stateAfter...)
+	}
+	ces, err := b.s.rooms.ClientEvents(ctx, all, roomserver.Viewer{UserID: b.req.UserID, DeviceID: b.req.DeviceID})
+	if err != nil {
+		return err
+	}
+	format := newEventFormat(b.filter, false)
+	i := 0
+	next := func(evs []*roomserver.Event) []json.RawMessage {
+		out := make([]json.RawMessage, len(evs))
+		for j, e := range evs {
+			out[j] = format.render(ces[i], e)
+			i++
+		}
+		return out
+	}
+	for _, r := range b.results {
+		tl := Timeline{Events: next(r.timeline), Limited: r.limited}
+		switch {
+		case len(r.timeline) > 0:
+			tl.PrevBatch = pageToken(r.timeline[0].Position - 1)
+		default:
+			tl.PrevBatch = pageToken(r.window.UpTo)
+		}
+		var state, after *EventBatch
+		if b.req.UseStateAfter {
+			after = &EventBatch{Events: next(r.stateAfter)}
+		} else {
+			state = &EventBatch{Events: next(r.state)}
+		}
+		if r.section == "join" {
+			r.join = &JoinedRoom{Summary: r.summary, State: state, StateAfter: after, Timeline: tl,
+				Ephemeral: EventBatch{Events: []json.RawMessage{}}, AccountData: EventBatch{Events: []json.RawMessage{}}}
+			b.resp.Rooms.Join[r.m.RoomID] = r.join
+		} else {
+			r.leave = &LeftRoom{State: state, StateAfter: after, Timeline: tl, AccountData: EventBatch{Events: []json.RawMessage{}}}
+			b.resp.Rooms.Leave[r.m.RoomID] = r.leave
+		}
+		if b.lazy {
+			sent := map[string]int64{}
+			for _, list := range [][]*roomserver.Event{r.state, r.stateAfter, r.timeline} {
+				for _, e := range list {
+					if e.Type == "m.room.member" && e.StateKey != nil {
+						sent[*e.StateKey] = e.Position
+					}
+				}
+			}
+			b.s.lazy.record(b.dev, r.m.RoomID, sent, b.cur.Events)
+		}
+	}
+	return nil
+}
+
+// joinEntry returns the joined room's entry, adding an empty one for rooms
+// that only have ephemeral events or account data.
+func (b *builder) joinEntry(roomID string) *JoinedRoom {
+	if j := b.resp.Rooms.Join[roomID]; j != nil {
+		return j
+	}
+	j := &JoinedRoom{Timeline: Timeline{Events: []json.RawMessage{}}, Ephemeral: EventBatch{Events: []json.RawMessage{}},
+		AccountData: EventBatch{Events: []json.RawMessage{}}}
+	if b.req.UseStateAfter {
+		j.StateAfter = &EventBatch{Events: []json.RawMessage{}} // required, even empty
+	}
+	b.resp.Rooms.Join[roomID] = j
+	return j
+}
+
+// strippedTypes are the state events stripped state carries.
+var strippedTypes = []string{"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic",
+	"m.room.join_rules", "m.room.canonical_alias", "m.room.encryption"}
+
+// strippedRooms fills the invite and knock sections: the stripped state of
+// the room at the membership event, and the membership event itself.
+// Invites from ignored users are not sent.
+func (b *builder) strippedRooms(ctx context.Context) error {
+	ms := append(slices.Clone(b.invites), b.knocks...)
+	if len(ms) == 0 {
+		return nil
+	}
+	nids := make([]int64, len(ms))
+	for i, m := range ms {
+		nids[i] = m.EventNID
+	}
+	rows, err := b.s.store.EventsByNID(ctx, nids)
+	if err != nil {
+		return err
+	}
+	byNID := map[int64]storage.StoredEvent{}
+	var groups []int64
+	for _, r := range rows {
+		byNID[r.NID] = r
+		groups = append(groups, r.StateGroup)
+	}
+	state, err := b.s.store.StateAtGroups(ctx, groups, strippedTypes, []string{})
+	if err != nil {
+		return err
+	}
+	var stateNIDs []int64
+	for _, entries := range state {
+		for _, e := range entries {
+			stateNIDs = append(stateNIDs, e.EventNID)
+		}
+	}
+	stateRows, err := b.s.store.EventsByNID(ctx, stateNIDs)
+	if err != nil {
+		return err
+	}
+	for _, r := range stateRows {
+		byNID[r.NID] = r
+	}
+	for _, m := range ms {
+		ev, ok := byNID[m.EventNID]
+		if !ok || ev.StateKey == nil {
+			continue
+		}
+		if m.Membership == "invite" && b.ignored[ev.Sender] {
+			continue
+		}
+		entries := state[ev.StateGroup]
+		events := make([]json.RawMessage, 0, len(entries)+1)
+		for _, e := range entries {
+			if r, ok := byNID[e.EventNID]; ok {
+				events = append(events, stripped(r.JSON, r.Type, e.StateKey, r.Sender))
+			}
+		}
+		events = append(events, stripped(ev.JSON, ev.Type, *ev.StateKey, ev.Sender))
+		if m.Membership == "invite" {
+			b.resp.Rooms.Invite[m.RoomID] = &InvitedRoom{InviteState: EventBatch{Events: events}}
+		} else {
+			b.resp.Rooms.Knock[m.RoomID] = &KnockedRoom{KnockState: EventBatch{Events: events}}
+		}
+	}
+	return nil
+}
+
+// ephemeral adds typing notifications and receipts to joined rooms.
+func (b *builder) ephemeral(ctx context.Context) error {
+	ef := b.rf.Ephemeral
+	var rooms []string
+	for _, m := range b.joined {
+		if ef.allowsRoom(m.RoomID) {
+			rooms = append(rooms, m.RoomID)
+		}
+	}
+	if len(rooms) == 0 {
+		return nil
+	}
+	initial := b.since == nil
+	if ef.eventFilter().allowsType("m.typing") {
+		var since int64
+		if !initial {
+			since = b.since.Typing
+		}
+		for room, users := range b.s.typing.changedSince(rooms, since, initial) {
+			users = slices.DeleteFunc(users, func(u string) bool { return b.ignored[u] })
+			ev, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+			j := b.joinEntry(room)
+			j.Ephemeral.Events = append(j.Ephemeral.Events, ev)
+		}
+	}
+	if ef.eventFilter().allowsType("m.receipt") {
+		var since int64
+		if !initial {
+			since = b.since.Receipts
+		}
+		if initial || since < b.cur.Receipts {
+			rs, err := b.s.store.ReceiptsSince(ctx, rooms, b.req.UserID, since, b.cur.Receipts)
+			if err != nil {
+				return err
+			}
+			rs = slices.DeleteFunc(rs, func(r storage.Receipt) bool { return b.ignored[r.UserID] })
+			for room, ev := range receiptEvents(rs) {
+				j := b.joinEntry(room)
+				j.Ephemeral.Events = append(j.Ephemeral.Events, ev)
+			}
+		}
+	}
+	return nil
+}
+
+// allowsType applies types/not_types only: ephemeral events and account
+// data have no sender to match.
+func (e *EventFilter) allowsType(eventType string) bool {
+	if e == nil {
+		return true
+	}
+	if matchAny(e.NotTypes, eventType, true) {
+		return false
+	}
+	return e.Types == nil || matchAny(e.Types, eventType, true)
+}
+
+// accountData adds global account data and the per-room account data of
+// joined rooms and of left rooms in this response.
+func (b *builder) accountData(ctx context.Context) error {
+	var since int64
+	if b.since != nil {
+		since = b.since.AccountData
+		if since >= b.cur.AccountData {
+			return nil
+		}
+	}
+	rows, err := b.s.store.AccountDataSince(ctx, b.req.UserID, since, b.cur.AccountData)
+	if err != nil {
+		return err
+	}
+	joined := map[string]bool{}
+	for _, m := range b.joined {
+		joined[m.RoomID] = true
+	}
+	gf, rf := b.filter.AccountData, b.rf.AccountData
+	perRoom := map[string]int{}
+	for _, a := range rows {
+		ev := accountDataEvent(a.Type, a.Content)
+		if a.RoomID == "" {
+			if gf.allowsType(a.Type) && len(b.resp.AccountData.Events) < gf.limit(maxEventLimit) {
+				b.resp.AccountData.Events = append(b.resp.AccountData.Events, ev)
+			}
+			continue
+		}
+		if !b.rf.allowsRoom(a.RoomID) || !rf.allowsRoom(a.RoomID) || !rf.eventFilter().allowsType(a.Type) ||
+			perRoom[a.RoomID] >= rf.eventFilter().limit(maxEventLimit) {
+			continue
+		}
+		switch {
+		case joined[a.RoomID]:
+			j := b.joinEntry(a.RoomID)
+			j.AccountData.Events = append(j.AccountData.Events, ev)
+		case b.resp.Rooms.Leave[a.RoomID] != nil:
+			l := b.resp.Rooms.Leave[a.RoomID]
+			l.AccountData.Events = append(l.AccountData.Events, ev)
+		default:
+			continue
+		}
+		perRoom[a.RoomID]++
+	}
+	return nil
+}
+
+// presence adds the presence of the user and of users sharing a room.
+func (b *builder) presence(ctx context.Context) error {
+	pf := b.filter.Presence
+	if !pf.allowsType("m.presence") {
+		return nil
+	}
+	var since int64
+	if b.since != nil {
+		since = b.since.Presence
+		if since >= b.cur.Presence {
+			return nil
+		}
+	}
+	rows, err := b.s.store.PresenceSince(ctx, b.req.UserID, since, b.cur.Presence)
+	if err != nil {
+		return err
+	}
+	limit := pf.limit(maxEventLimit)
+	for _, p := range rows {
+		if b.ignored[p.UserID] || !pf.allows("m.presence", p.UserID) {
+			continue
+		}
+		if len(b.resp.Presence.Events) >= limit {
+			break
+		}
+		b.resp.Presence.Events = append(b.resp.Presence.Events, b.s.presence.event(p))
+	}
+	return nil
+}
+
+// toDeviceLimit bounds the to-device messages of one response; the rest
+// come with the next sync, which then returns at once.
+const toDeviceLimit = 100
+
+// providers fills the sections other components own, or their empty
+// values when no provider is configured.
+func (b *builder) providers(ctx context.Context) error {
+	o := b.s.opts
+	u, d := b.req.UserID, b.req.DeviceID
+	if p := o.ToDevice; p != nil {
+		key := p.StreamKey()
+		var since int64
+		if b.since != nil {
+			since = b.since.Ext[key]
+		}
+		upTo := b.cur.Ext[key]
+		if since < upTo || b.since == nil {
+			evs, next, err := p.ToDevice(ctx, u, d, since, upTo, toDeviceLimit)
+			if err != nil {
+				return err
+			}
+			if evs != nil {
+				b.resp.ToDevice.Events = evs
+			}
+			b.cur.Ext[key] = next
+		}
+	}
+	if p := o.DeviceLists; p != nil && b.since != nil {
+		key := p.StreamKey()
+		changed, left, err := p.DeviceListChanges(ctx, u, DeviceListWindow{
+			Since: b.since.Ext[key], UpTo: b.cur.Ext[key], EventsSince: b.since.Events, EventsUpTo: b.cur.Events})
+		if err != nil {
+			return err
+		}
+		if changed != nil {
+			b.resp.DeviceLists.Changed = changed
+		}
+		if left != nil {
+			b.resp.DeviceLists.Left = left
+		}
+	}
+	if p := o.Keys; p != nil {
+		counts, err := p.OneTimeKeyCounts(ctx, u, d)
+		if err != nil {
+			return err
+		}
+		for alg, n := range counts {
+			b.resp.DeviceOneTimeKeysCount[alg] = n
+		}
+		types, err := p.UnusedFallbackKeyTypes(ctx, u, d)
+		if err != nil {
+			return err
+		}
+		if types != nil {
+			b.resp.DeviceUnusedFallbackKeyTypes = types
+		}
+	}
+	// Clients read a missing signed_curve25519 count as "unchanged" and
+	// never replenish; the count of a device with no keys is zero.
+	if _, ok := b.resp.DeviceOneTimeKeysCount["signed_curve25519"]; !ok {
+		b.resp.DeviceOneTimeKeysCount["signed_curve25519"] = 0
+	}
+	b.resp.NextBatch = b.cur.String()
+
+	if len(b.resp.Rooms.Join) == 0 {
+		return nil
+	}
+	rooms := make([]string, 0, len(b.resp.Rooms.Join))
+	for id := range b.resp.Rooms.Join {
+		rooms = append(rooms, id)
+	}
+	slices.Sort(rooms)
+	var counts map[string]UnreadCounts
+	threads := b.rf.Timeline != nil && b.rf.Timeline.UnreadThreadNotifications
+	if p := o.Unread; p != nil {
+		var err error
+		if counts, err = p.UnreadCounts(ctx, u, rooms, threads); err != nil {
+			return err
+		}
+	}
+	for _, id := range rooms {
+		c := counts[id]
+		j := b.resp.Rooms.Join[id]
+		j.UnreadNotifications = NotificationCounts{HighlightCount: c.Highlight, NotificationCount: c.Notification}
+		if threads && len(c.Threads) > 0 {
+			j.UnreadThreadNotifications = map[string]NotificationCounts{}
+			for t, tc := range c.Threads {
+				j.UnreadThreadNotifications[t] = NotificationCounts{HighlightCount: tc.Highlight, NotificationCount: tc.Notification}
+			}
+		}
+	}
+	return nil
+}
+
+// dropEmptyRooms removes, from an incremental sync, joined rooms with
+// nothing to say (all their new events were invisible or filtered), so a
+// long-poll does not return for nothing.
+func (b *builder) dropEmptyRooms() {
+	if b.since == nil {
+		return
+	}
+	for id, j := range b.resp.Rooms.Join {
+		if len(j.Timeline.Events) == 0 && j.Summary == nil && len(j.Ephemeral.Events) == 0 && len(j.AccountData.Events) == 0 &&
+			(j.State == nil || len(j.State.Events) == 0) && (j.StateAfter == nil || len(j.StateAfter.Events) == 0) {
+			delete(b.resp.Rooms.Join, id)
+		}
+	}
+}
