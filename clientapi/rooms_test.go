@@ -107,6 +107,19 @@ func TestRoomFlow(t *testing.T) {
 			t.Fatalf("redacted event = %s", ev.raw)
 		}
 
+		// m.room.redaction through /send works in every room version (v1.18).
+		second := s.do("PUT", roomPath(room, "/send/m.room.message/txn2"), bob, map[string]any{"msgtype": "m.text", "body": "oops"}).str("event_id")
+		viaSend := s.do("PUT", roomPath(room, "/send/m.room.redaction/r2"), bob, map[string]any{"redacts": second, "reason": "mine"})
+		s.expect(viaSend, 200, "")
+		ev = s.do("GET", roomPath(room, "/event/"+esc(second)), alice, nil)
+		if len(ev.body["content"].(map[string]any)) != 0 {
+			t.Fatalf("redaction through /send did not redact: %s", ev.raw)
+		}
+		rev := s.do("GET", roomPath(room, "/event/"+esc(viaSend.str("event_id"))), alice, nil)
+		if rev.str("type") != "m.room.redaction" || rev.str("redacts") != second || rev.body["content"].(map[string]any)["redacts"] != second {
+			t.Fatalf("redaction event = %s", rev.raw)
+		}
+
 		// State PUT with and without the trailing slash; same content again
 		// does not add an event.
 		put := s.do("PUT", roomPath(room, "/state/m.room.name/"), alice, map[string]any{"name": "Reception"})

@@ -547,3 +547,108 @@ func TestRoomIDsAndUpgrade(t *testing.T) {
 		}
 	})
 }
+
+// TestHistoryVisibilityOnReads checks that GET /event, /state and
+// /members follow m.room.history_visibility: what a user may read depends
+// on the setting in force when an event was sent and on their membership.
+func TestHistoryVisibilityOnReads(t *testing.T) {
+	perEngine(t, func(t *testing.T, engine string) {
+		srv := testserver.Start(t, testserver.Options{Engine: engine})
+		ctx := context.Background()
+		alice := newRoomUser(t, srv, "alice")
+		bob := newRoomUser(t, srv, "bob")
+		eve := newRoomUser(t, srv, "eve")
+		canRead := func(u roomUser, roomID id.RoomID, ev id.EventID) bool {
+			t.Helper()
+			r := srv.Do(t, "GET", roomPath(roomID, "/event/"+url.PathEscape(string(ev))), u.Token, nil)
+			if r.Status == 404 && r.Errcode() == "M_NOT_FOUND" {
+				return false
+			}
+			wantResp(t, "GET event", r, 200)
+			return true
+		}
+		for _, tc := range []struct {
+			visibility string
+			// bob: invited after the first message, joins after the second.
+			beforeInvite, whileInvited, afterJoin bool
+			// eve never joins.
+			outsider bool
+		}{
+			{"world_readable", true, true, true, true},
+			{"shared", true, true, true, false},
+			{"invited", false, true, true, false},
+			{"joined", false, false, true, false},
+		} {
+			t.Run(tc.visibility, func(t *testing.T) {
+				room, err := alice.c.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat",
+					InitialState: []*event.Event{{Type: event.StateHistoryVisibility,
+						Content: event.Content{Raw: map[string]any{"history_visibility": tc.visibility}}}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m1, err := alice.c.SendText(ctx, room.RoomID, "before the invite")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := alice.c.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+					t.Fatal(err)
+				}
+				m2, err := alice.c.SendText(ctx, room.RoomID, "while bob is invited")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Before joining, an invitee reads no state or members,
+				// unless anyone may.
+				if r := srv.Do(t, "GET", roomPath(room.RoomID, "/members"), bob.Token, nil); tc.outsider {
+					wantResp(t, "invitee reads world_readable members", r, 200)
+				} else {
+					wantResp(t, "invitee reads members", r, 403, "M_FORBIDDEN")
+				}
+				if _, err := bob.c.JoinRoomByID(ctx, room.RoomID); err != nil {
+					t.Fatal(err)
+				}
+				m3, err := alice.c.SendText(ctx, room.RoomID, "after bob joined")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range []struct {
+					who  roomUser
+					ev   id.EventID
+					want bool
+					what string
+				}{
+					{bob, m1.EventID, tc.beforeInvite, "bob reads a message from before his invite"},
+					{bob, m2.EventID, tc.whileInvited, "bob reads a message from while he was invited"},
+					{bob, m3.EventID, tc.afterJoin, "bob reads a message from after he joined"},
+					{eve, m1.EventID, tc.outsider, "eve (never in the room) reads a message"},
+					{alice, m1.EventID, true, "alice reads her own room"},
+				} {
+					if got := canRead(c.who, room.RoomID, c.ev); got != c.want {
+						t.Errorf("%s: %v, want %v", c.what, got, c.want)
+					}
+				}
+				// Outsiders read state only of world_readable rooms.
+				r := srv.Do(t, "GET", roomPath(room.RoomID, "/state/m.room.history_visibility"), eve.Token, nil)
+				if tc.outsider {
+					wantResp(t, "outsider reads world_readable state", r, 200)
+				} else {
+					wantResp(t, "outsider reads state", r, 403, "M_FORBIDDEN")
+				}
+				// After leaving, bob reads the room as it was when he left.
+				if _, err := bob.c.LeaveRoom(ctx, room.RoomID); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := alice.c.SendStateEvent(ctx, room.RoomID, event.StateRoomName, "", map[string]any{"name": "after bob left"}); err != nil {
+					t.Fatal(err)
+				}
+				st := roomState(t, srv, bob.Token, room.RoomID)
+				if _, ok := st["m.room.name|"]; ok && !tc.outsider {
+					t.Errorf("bob sees state set after he left: %v", st["m.room.name|"].Content)
+				}
+				if st["m.room.member|"+string(bob.UserID)].Content["membership"] != "leave" {
+					t.Errorf("bob's state after leaving lacks his leave: %v", st["m.room.member|"+string(bob.UserID)])
+				}
+			})
+		}
+	})
+}
