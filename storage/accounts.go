@@ -448,6 +448,9 @@ func deleteDevice(ctx context.Context, tx *sql.Tx, localpart, deviceID string) e
 	if err := revokeDeviceTokens(ctx, tx, localpart, deviceID); err != nil {
 		return err
 	}
+	if err := dropDeviceKeys(ctx, tx, localpart, deviceID, false); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE localpart = $1 AND device_id = $2`, localpart, deviceID); err != nil {
 		return fmt.Errorf("delete device: %w", err)
 	}
@@ -463,6 +466,9 @@ func (a *Accounts) DeleteDevicesExcept(ctx context.Context, localpart, keep stri
 }
 
 func deleteDevicesExcept(ctx context.Context, tx *sql.Tx, localpart, keep string) error {
+	if err := dropDeviceKeys(ctx, tx, localpart, keep, true); err != nil {
+		return err
+	}
 	for _, q := range []string{
 		`DELETE FROM access_tokens WHERE localpart = $1 AND device_id <> $2`,
 		`DELETE FROM refresh_tokens WHERE localpart = $1 AND device_id <> $2`,
