@@ -266,9 +266,9 @@ func (ra *roomsAPI) createRoom(w http.ResponseWriter, r *http.Request, c *accoun
 	if req.CreatorProfile, err = ra.profileOf(r.Context(), c.UserID); err != nil {
 		return err
 	}
-	invites := 0
+	invites := 0 // distinct invitees, the units of the invite limit
 	for _, u := range b.Invite {
-		if u == c.UserID {
+		if _, seen := req.InviteProfiles[u]; seen || u == c.UserID {
 			continue
 		}
 		invites++
