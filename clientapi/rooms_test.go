@@ -194,9 +194,15 @@ func TestRoomFlow(t *testing.T) {
 		if got := membersOf("?at=0"); len(got) != 0 {
 			t.Fatalf("members at 0 = %v", got)
 		}
+		banned := s.rooms.Notifier().Position() // what a sync token taken now would carry
 		s.expect(s.do("POST", roomPath(priv, "/unban"), alice, map[string]any{"user_id": carolID}), 200, "")
 		if got := membersOf("?membership=leave"); !slices.Equal(got, []string{carolID + "=leave"}) {
 			t.Fatalf("after unban = %v", got)
+		}
+		for _, at := range []string{fmt.Sprintf("s%d_a1_r2", banned), fmt.Sprintf("t%d", banned), fmt.Sprint(banned)} {
+			if got := membersOf("?at=" + at); !slices.Equal(got, []string{aliceID + "=join", carolID + "=ban"}) {
+				t.Fatalf("members at %s (before the unban) = %v", at, got)
+			}
 		}
 		// carol has left: she reads the state as of her leaving, forgets.
 		s.expect(s.do("GET", roomPath(priv, "/state/m.room.join_rules"), carol, nil), 200, "")
