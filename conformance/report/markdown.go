@@ -212,14 +212,18 @@ func writeFailures(b *strings.Builder, run Run) {
 			continue
 		}
 		f := failure{result: r, area: AreaOf(r.Package, r.Test), firstError: r.Reason}
+		// Without an error of its own, the test failed through its
+		// subtests: the one that failed first (in run order) tells why;
+		// later ones often only fail because of it.
+		firstSeq := -1
 		for _, s := range run.Results {
 			if s.Package == r.Package && strings.HasPrefix(s.Test, r.Test+"/") {
 				f.subTotal++
 				if s.Outcome == results.Pass {
 					f.subPass++
 				}
-				if f.firstError == "" && s.Outcome == results.Fail {
-					f.firstError = s.Reason
+				if r.Reason == "" && s.Outcome == results.Fail && s.Reason != "" && (firstSeq < 0 || s.Seq < firstSeq) {
+					f.firstError, firstSeq = s.Reason, s.Seq
 				}
 			}
 		}

@@ -39,6 +39,9 @@ type Result struct {
 	Reason string `json:"reason,omitempty"`
 	// Elapsed is how long the test ran; not written to the record.
 	Elapsed time.Duration `json:"-"`
+	// Seq is the order the test started in (its package's run), so the
+	// first failure of a test can be told from later ones caused by it.
+	Seq int `json:"-"`
 }
 
 // TopLevel is the name of the top-level test a test belongs to.
@@ -54,9 +57,9 @@ func (r Result) Key() string { return r.Package + " " + r.Test }
 type event struct {
 	Action  string
 	Package string
-	Test    string
-	Output  string
-	Elapsed float64
+	Test    string  `json:",omitempty"`
+	Output  string  `json:",omitempty"`
+	Elapsed float64 `json:",omitempty"`
 }
 
 // testState accumulates the events of one test.
@@ -64,6 +67,7 @@ type testState struct {
 	outcome    Outcome
 	elapsed    float64
 	firstError string // first line Complement's ct.Errorf/Fatalf coloured red
+	complaint  string // first logged line that reads like an error (plain t.Fatalf)
 	lastLog    string // last t.Log/Skip line
 }
 
@@ -73,8 +77,14 @@ const ansiRed = "\x1b[31m"
 var (
 	ansiCodes = regexp.MustCompile("\x1b\\[[0-9;]*m")
 	// logPrefix is what testing puts before t.Log output: "    file.go:12: ".
-	logPrefix = regexp.MustCompile(`^\s+[\w.-]+\.go:\d+: `)
+	logPrefix = regexp.MustCompile(`^\s+([\w.-]+\.go):\d+: `)
+	// complaintWords mark a log line as a test's complaint when the test
+	// failed without Complement's red error (a plain t.Fatalf).
+	complaintWords = regexp.MustCompile(`(?i)fail|error|unexpected|expected|want|mismatch`)
 )
+
+// chattyFiles log requests and server output, never a test's complaint.
+var chattyFiles = map[string]bool{"client.go": true, "test_package.go": true}
 
 // Collector turns test2json events into results. Feed it whole streams with
 // Read; it keeps only what the results need, not the output.
@@ -158,8 +168,11 @@ func (c *Collector) add(ev event) {
 		if st.firstError == "" && strings.Contains(line, ansiRed) {
 			st.firstError = cleanLine(line)
 		}
-		if logPrefix.MatchString(line) {
+		if m := logPrefix.FindStringSubmatch(line); m != nil {
 			st.lastLog = cleanLine(line)
+			if st.complaint == "" && !chattyFiles[m[1]] && complaintWords.MatchString(st.lastLog) {
+				st.complaint = st.lastLog
+			}
 		}
 	case "pass", "fail", "skip":
 		st.outcome = Outcome(ev.Action)
@@ -210,6 +223,9 @@ func (c *Collector) result(key string, st *testState) Result {
 		r.Reason = st.lastLog
 	case Fail:
 		r.Reason = st.firstError
+		if r.Reason == "" {
+			r.Reason = st.complaint
+		}
 	case "":
 		// Started but never finished: the binary timed out or crashed.
 		r.Outcome = Fail
@@ -221,8 +237,10 @@ func (c *Collector) result(key string, st *testState) Result {
 // Results returns every test seen, sorted by package and name.
 func (c *Collector) Results() []Result {
 	out := make([]Result, 0, len(c.order))
-	for _, key := range c.order {
-		out = append(out, c.result(key, c.tests[key]))
+	for i, key := range c.order {
+		r := c.result(key, c.tests[key])
+		r.Seq = i
+		out = append(out, r)
 	}
 	Sort(out)
 	return out
@@ -310,4 +328,54 @@ func ReadRecord(r io.Reader) ([]Result, error) {
 		}
 		out = append(out, Result{Package: line.Package, Test: line.Test, Outcome: line.Outcome, Reason: line.Reason})
 	}
+}
+
+// WriteEvents writes results as a test2json stream that a Collector reads
+// back into the same results: verdicts and reasons of tests that were not
+// run by `go test` (the matrix-js-sdk smoke) can then be kept with the raw
+// logs of a run.
+func WriteEvents(w io.Writer, rs []Result) error {
+	enc := json.NewEncoder(w)
+	emit := func(ev event) error {
+		if err := enc.Encode(ev); err != nil {
+			return fmt.Errorf("write events: %w", err)
+		}
+		return nil
+	}
+	pkgOutcome := map[string]Outcome{}
+	for _, r := range rs {
+		if err := emit(event{Action: "run", Package: r.Package, Test: r.Test}); err != nil {
+			return err
+		}
+		switch {
+		case r.Reason == "":
+		case r.Outcome == Fail:
+			err := emit(event{Action: "output", Package: r.Package, Test: r.Test, Output: "    result.go:1: " + ansiRed + r.Reason + "\x1b[39m\n"})
+			if err != nil {
+				return err
+			}
+		default:
+			if err := emit(event{Action: "output", Package: r.Package, Test: r.Test, Output: "    result.go:1: " + r.Reason + "\n"}); err != nil {
+				return err
+			}
+		}
+		if err := emit(event{Action: string(r.Outcome), Package: r.Package, Test: r.Test, Elapsed: r.Elapsed.Seconds()}); err != nil {
+			return err
+		}
+		if pkgOutcome[r.Package] != Fail {
+			pkgOutcome[r.Package] = Pass
+			if r.Outcome == Fail {
+				pkgOutcome[r.Package] = Fail
+			}
+		}
+	}
+	for pkg, o := range pkgOutcome {
+		if err := emit(event{Action: "output", Package: pkg, Output: strings.ToUpper(string(o)) + "\n"}); err != nil {
+			return err
+		}
+		if err := emit(event{Action: string(o), Package: pkg}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

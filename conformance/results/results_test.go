@@ -31,6 +31,12 @@ const stream = `{"Action":"start","Package":"tests/csapi"}
 {"Action":"cont","Package":"tests/csapi","Test":"TestB/par/x"}
 {"Action":"pass","Package":"tests/csapi","Test":"TestB/par/x","Elapsed":0}
 {"Action":"pass","Package":"tests/csapi","Test":"TestB","Elapsed":0.5}
+{"Action":"run","Package":"tests/csapi","Test":"TestD"}
+{"Action":"output","Package":"tests/csapi","Test":"TestD","Output":"    client.go:685: [CSAPI] POST hs1/_matrix/client/v3/register => 500 error\n"}
+{"Action":"output","Package":"tests/csapi","Test":"TestD","Output":"    d_test.go:9: Alice joins the room\n"}
+{"Action":"output","Package":"tests/csapi","Test":"TestD","Output":"    d_test.go:10: make_join failed: connection refused\n"}
+{"Action":"output","Package":"tests/csapi","Test":"TestD","Output":"    test_package.go:617: server logs of deployment 3 (error lines below)\n"}
+{"Action":"fail","Package":"tests/csapi","Test":"TestD","Elapsed":0.1}
 {"Action":"run","Package":"tests/csapi","Test":"TestC"}
 not json: panic: test timed out after 1s
 {"Action":"output","Package":"tests/csapi","Output":"FAIL\n"}
@@ -46,17 +52,18 @@ func TestCollector(t *testing.T) {
 	}
 	got := c.Results()
 	want := []Result{
-		{Package: "tests/csapi", Test: "TestA", Outcome: Fail, Elapsed: 1500e6},
-		{Package: "tests/csapi", Test: "TestA/s2", Outcome: Skip, Reason: "no docker here"},
-		{Package: "tests/csapi", Test: "TestA/sub_one", Outcome: Fail, Reason: "bad thing 3", Elapsed: 250e6},
-		{Package: "tests/csapi", Test: "TestB", Outcome: Pass, Elapsed: 500e6},
-		{Package: "tests/csapi", Test: "TestB/par/x", Outcome: Pass},
-		{Package: "tests/csapi", Test: "TestC", Outcome: Fail, Reason: "did not finish (test binary timed out or crashed)"},
+		{Package: "tests/csapi", Test: "TestA", Outcome: Fail, Elapsed: 1500e6, Seq: 0},
+		{Package: "tests/csapi", Test: "TestA/s2", Outcome: Skip, Reason: "no docker here", Seq: 2},
+		{Package: "tests/csapi", Test: "TestA/sub_one", Outcome: Fail, Reason: "bad thing 3", Elapsed: 250e6, Seq: 1},
+		{Package: "tests/csapi", Test: "TestB", Outcome: Pass, Elapsed: 500e6, Seq: 3},
+		{Package: "tests/csapi", Test: "TestB/par/x", Outcome: Pass, Seq: 4},
+		{Package: "tests/csapi", Test: "TestC", Outcome: Fail, Reason: "did not finish (test binary timed out or crashed)", Seq: 6},
+		{Package: "tests/csapi", Test: "TestD", Outcome: Fail, Reason: "make_join failed: connection refused", Elapsed: 100e6, Seq: 5},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("results:\n got %+v\nwant %+v", got, want)
 	}
-	if want := []string{"TestA=fail", "TestB=pass"}; !reflect.DeepEqual(tops, want) {
+	if want := []string{"TestA=fail", "TestB=pass", "TestD=fail"}; !reflect.DeepEqual(tops, want) {
 		t.Errorf("top-level callbacks = %v, want %v", tops, want)
 	}
 	pkgs := c.Packages()
@@ -121,5 +128,34 @@ func TestTopLevelAndKey(t *testing.T) {
 		if got := r.Key(); got != "tests/csapi "+tt.test {
 			t.Errorf("Key(%q) = %q", tt.test, got)
 		}
+	}
+}
+
+func TestWriteEventsRoundTrip(t *testing.T) {
+	in := []Result{
+		{Package: "jssdk", Test: "TestSmoke", Outcome: Fail, Reason: "MatrixError: [404]"},
+		{Package: "jssdk", Test: "TestSmoke/register", Outcome: Pass},
+		{Package: "jssdk", Test: "TestSmoke/create_room", Outcome: Fail, Reason: "MatrixError: [404]"},
+		{Package: "jssdk", Test: "TestSmoke/join", Outcome: Skip, Reason: "an earlier step failed"},
+	}
+	var buf bytes.Buffer
+	if err := WriteEvents(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCollector()
+	if err := c.Read(&buf); err != nil {
+		t.Fatal(err)
+	}
+	got := c.Results()
+	for i := range got {
+		got[i].Seq = 0
+	}
+	want := append([]Result(nil), in...)
+	Sort(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, want)
+	}
+	if p, ok := c.Package("jssdk"); !ok || p.Outcome != Fail || p.Ends != 1 {
+		t.Errorf("package verdict %+v", p)
 	}
 }

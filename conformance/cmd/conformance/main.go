@@ -58,6 +58,7 @@ type paths struct {
 	record   string // docs/conformance/complement.jsonl
 	passList string // docs/conformance/complement-passing.txt
 	reasons  string // docs/conformance/reasons.txt
+	flaky    string // docs/conformance/flaky.txt
 }
 
 func repoPaths(repo string) paths {
@@ -67,6 +68,7 @@ func repoPaths(repo string) paths {
 		record:   filepath.Join(docs, "conformance", "complement.jsonl"),
 		passList: filepath.Join(docs, "conformance", "complement-passing.txt"),
 		reasons:  filepath.Join(docs, "conformance", "reasons.txt"),
+		flaky:    filepath.Join(docs, "conformance", "flaky.txt"),
 	}
 }
 
@@ -349,6 +351,37 @@ func readPassList(path string) (results.PassList, error) {
 	return results.ReadPassList(f)
 }
 
+func readFlaky(path string) (results.Flaky, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open flaky list: %w", err)
+	}
+	defer f.Close()
+	return results.ReadFlaky(f)
+}
+
+// judge splits the listed tests that did not pass into regressions and
+// known flakes (docs/conformance/flaky.txt), prints both, and returns the
+// regressions.
+func judge(p paths, reg, all []results.Result) ([]results.Result, error) {
+	flaky, err := readFlaky(p.flaky)
+	if err != nil {
+		return nil, err
+	}
+	real, flakes := flaky.Split(reg, all)
+	if len(flakes) > 0 {
+		fmt.Printf("known flakes (%s; not failing the run): %d\n", p.flaky, len(flakes))
+		for _, r := range flakes {
+			fmt.Printf("  %s %s: %s\n", r.Package, r.Test, r.Reason)
+		}
+	}
+	printRegressions(real)
+	return real, nil
+}
+
 func printRegressions(reg []results.Result) {
 	if len(reg) == 0 {
 		fmt.Println("no regressions: every test on the pass list passed")
@@ -391,7 +424,7 @@ func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []stri
 	broken := printCounts(c, pkgs)
 	ran := slices.Clone(pkgs)
 	if smoke && !partial {
-		srs, err := runSmoke(ctx, s)
+		srs, err := runSmoke(ctx, s, logDir)
 		if err != nil {
 			return 1, err
 		}
@@ -405,7 +438,9 @@ func fullRun(ctx context.Context, h *harness.Harness, myelin string, want []stri
 		// A partial run can only judge the listed tests it ran.
 		reg = slices.DeleteFunc(reg, func(r results.Result) bool { return r.Reason == results.NotRun })
 	}
-	printRegressions(reg)
+	if reg, err = judge(p, reg, rs); err != nil {
+		return 1, err
+	}
 
 	if !record {
 		fmt.Println("not the default full run: docs and pass list left unchanged")
@@ -469,15 +504,17 @@ func ciRun(ctx context.Context, h *harness.Harness, myelin string, want []string
 	broken := printCounts(c, run)
 	rs := c.Results()
 	if withSmoke {
-		srs, err := runSmoke(ctx, s)
+		srs, err := runSmoke(ctx, s, "logs-ci")
 		if err != nil {
 			return 1, err
 		}
 		rs = append(rs, srs...)
 		run = append(run, harness.SmokePackage)
 	}
-	reg := pass.Regressions(rs, run)
-	printRegressions(reg)
+	reg, err := judge(repoPaths(h.RepoDir), pass.Regressions(rs, run), rs)
+	if err != nil {
+		return 1, err
+	}
 	fmt.Printf("ci: %d listed tests checked in %v\n", len(pass), time.Since(started).Round(time.Second))
 	if len(reg) > 0 || len(broken) > 0 {
 		return 1, nil
@@ -533,8 +570,9 @@ func reportFromLogs(ctx context.Context, h *harness.Harness) error {
 	return nil
 }
 
-// runSmoke runs the matrix-js-sdk smoke and prints its steps.
-func runSmoke(ctx context.Context, s *suite) ([]results.Result, error) {
+// runSmoke runs the matrix-js-sdk smoke, prints its steps, and keeps them as
+// a test2json log in the work directory's logDir, beside the packages'.
+func runSmoke(ctx context.Context, s *suite, logDir string) ([]results.Result, error) {
 	fmt.Printf("== %s (matrix-js-sdk smoke)\n", harness.SmokePackage)
 	start := time.Now()
 	rs, err := s.h.Smoke(ctx, s.myelin)
@@ -549,6 +587,17 @@ func runSmoke(ctx context.Context, s *suite) ([]results.Result, error) {
 		fmt.Println(line)
 	}
 	fmt.Printf("== %s done in %v\n", harness.SmokePackage, time.Since(start).Round(time.Second))
+	dir := filepath.Join(s.h.WorkDir, logDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	var events bytes.Buffer
+	if err := results.WriteEvents(&events, rs); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, harness.SmokePackage+".json"), events.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("write smoke log: %w", err)
+	}
 	return rs, nil
 }
 
@@ -563,7 +612,7 @@ func smokeRun(ctx context.Context, h *harness.Harness, myelin string) (int, erro
 	} else if abs, err := filepath.Abs(myelin); err == nil {
 		myelin = abs
 	}
-	rs, err := runSmoke(ctx, &suite{h: h, myelin: myelin})
+	rs, err := runSmoke(ctx, &suite{h: h, myelin: myelin}, "logs-partial")
 	if err != nil {
 		return 1, err
 	}

@@ -1,0 +1,103 @@
+package results
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+)
+
+// Flaky lists known causes of intermittent failures. A listed test that
+// fails in a way a rule matches is reported as flaky instead of as a
+// regression, until the cause is fixed and the rule removed.
+type Flaky []flakyRule
+
+type flakyRule struct {
+	pattern *regexp.Regexp
+	reason  string
+}
+
+// ReadFlaky parses flaky.txt: "regexp<TAB>reason" per line, the regexp
+// matched against "package test failure"; blank lines and # comments are
+// ignored.
+func ReadFlaky(r io.Reader) (Flaky, error) {
+	var out Flaky
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		expr, reason, ok := strings.Cut(line, "\t")
+		reason = strings.TrimSpace(reason)
+		if !ok || reason == "" {
+			return nil, fmt.Errorf("flaky line %d: want \"regexp<TAB>reason\"", n)
+		}
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return nil, fmt.Errorf("flaky line %d: %w", n, err)
+		}
+		out = append(out, flakyRule{re, reason})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read flaky: %w", err)
+	}
+	return out, nil
+}
+
+// match returns the reason of the first rule matching a failed result.
+func (f Flaky) match(r Result) (string, bool) {
+	subject := r.Key() + " " + r.Reason
+	for _, rule := range f {
+		if rule.pattern.MatchString(subject) {
+			return rule.reason, true
+		}
+	}
+	return "", false
+}
+
+// Split separates regressions into real ones and known flakes; flakes get
+// the rule's reason put before theirs. A test that failed only because
+// subtests failed (all of them known flakes, per all, the whole run) is a
+// flake too: a parent fails whenever a child does.
+func (f Flaky) Split(reg, all []Result) (real, flaky []Result) {
+	for _, r := range reg {
+		if reason, ok := f.match(r); ok {
+			r.Reason = reason + " — " + r.Reason
+			flaky = append(flaky, r)
+			continue
+		}
+		if reason, ok := f.onlyFlakyChildren(r, all); ok {
+			r.Reason = reason + " — failed only through flaky subtests"
+			flaky = append(flaky, r)
+			continue
+		}
+		real = append(real, r)
+	}
+	return real, flaky
+}
+
+// onlyFlakyChildren reports whether r has no failure of its own and every
+// failed subtest of it is a known flake.
+func (f Flaky) onlyFlakyChildren(r Result, all []Result) (string, bool) {
+	if r.Reason != "" || r.Outcome != Fail {
+		return "", false
+	}
+	reason, failed := "", 0
+	for _, c := range all {
+		if c.Package != r.Package || !strings.HasPrefix(c.Test, r.Test+"/") || c.Outcome != Fail {
+			continue
+		}
+		if c.Reason == "" {
+			continue // a parent in between; judged through its own children
+		}
+		failed++
+		why, ok := f.match(c)
+		if !ok {
+			return "", false
+		}
+		reason = why
+	}
+	return reason, failed > 0
+}
