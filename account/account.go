@@ -23,6 +23,7 @@ import (
 
 	"myelin/config"
 	"myelin/internal/apierr"
+	"myelin/internal/ratelimit"
 	"myelin/storage"
 )
 
@@ -32,9 +33,9 @@ type Service struct {
 	store *storage.Accounts
 	now   func() time.Time
 
-	regLimit    *limiterSet // registration attempts per IP
-	loginLimit  *limiterSet // login attempts per IP
-	failedLimit *limiterSet // failed password checks per account
+	regLimit    *ratelimit.Keyed // registration attempts per IP
+	loginLimit  *ratelimit.Keyed // login attempts per IP
+	failedLimit *ratelimit.Keyed // failed password checks per account
 
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time // shared-secret registration nonces → expiry
@@ -64,9 +65,9 @@ func New(cfg *config.Config, db *storage.DB, opts ...Option) (*Service, error) {
 		o(s)
 	}
 	rl := cfg.RateLimits
-	s.regLimit = newLimiterSet(rl.Enabled, rl.RegistrationPerIP, s.now)
-	s.loginLimit = newLimiterSet(rl.Enabled, rl.LoginPerIP, s.now)
-	s.failedLimit = newLimiterSet(rl.Enabled, rl.FailedLoginPerAcc, s.now)
+	s.regLimit = ratelimit.New(rl.Enabled, rl.RegistrationPerIP.PerSecond, rl.RegistrationPerIP.Burst, s.now)
+	s.loginLimit = ratelimit.New(rl.Enabled, rl.LoginPerIP.PerSecond, rl.LoginPerIP.Burst, s.now)
+	s.failedLimit = ratelimit.New(rl.Enabled, rl.FailedLoginPerAcc.PerSecond, rl.FailedLoginPerAcc.Burst, s.now)
 	h, err := s.hashPassword(randomString(24))
 	if err != nil {
 		return nil, fmt.Errorf("account: prepare dummy hash: %w", err)

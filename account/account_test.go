@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,71 +205,6 @@ func TestFlows(t *testing.T) {
 	b, _ = json.Marshal((&AuthRequired{Flows: [][]string{{"x"}}, Session: "s", Completed: []string{"y"}, Err: apierr.Forbidden("no")}).Body())
 	if string(b) != `{"completed":["y"],"errcode":"M_FORBIDDEN","error":"no","flows":[{"stages":["x"]}],"params":{},"session":"s"}` {
 		t.Fatalf("body = %s", b)
-	}
-}
-
-func TestLimiterSet(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
-	ls := newLimiterSet(true, config.Rate{PerSecond: 1, Burst: 2}, c.now)
-	for i := 0; i < 2; i++ {
-		if err := ls.take("ip"); err != nil {
-			t.Fatalf("burst take %d refused: %v", i, err)
-		}
-	}
-	err := ls.take("ip")
-	e, ok := apierr.As(err)
-	if !ok || e.Code != "M_LIMIT_EXCEEDED" || e.RetryAfter <= 0 || e.RetryAfter > time.Second {
-		t.Fatalf("third take = %v", err)
-	}
-	if ls.take("other") != nil {
-		t.Fatal("keys are not independent")
-	}
-	c.t = c.t.Add(time.Second)
-	if ls.take("ip") != nil {
-		t.Fatal("no refill")
-	}
-	// check/charge: check never consumes.
-	for i := 0; i < 5; i++ {
-		if ls.check("acct") != nil {
-			t.Fatal("check consumed")
-		}
-	}
-	ls.charge("acct")
-	ls.charge("acct")
-	if ls.check("acct") == nil {
-		t.Fatal("charged bucket not limited")
-	}
-	// Idle buckets are swept once refilled; the set stays bounded.
-	c.t = c.t.Add(time.Hour)
-	for i := 0; i < 10; i++ {
-		_ = ls.take(fmt.Sprintf("k%d", i))
-	}
-	if n := ls.size(); n != 10 {
-		t.Fatalf("after sweep size = %d, want 10", n)
-	}
-	if ls.check("acct") != nil {
-		t.Fatal("swept bucket still limited")
-	}
-	off := newLimiterSet(false, config.Rate{PerSecond: 1, Burst: 1}, c.now)
-	for i := 0; i < 10; i++ {
-		if off.take("x") != nil {
-			t.Fatal("disabled limiter limited")
-		}
-		off.charge("x")
-	}
-	if off.size() != 0 {
-		t.Fatal("disabled limiter keeps state")
-	}
-}
-
-func TestLimiterSetCap(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
-	ls := newLimiterSet(true, config.Rate{PerSecond: 0.001, Burst: 1}, c.now)
-	for i := 0; i < maxLimiterKeys+500; i++ {
-		_ = ls.take(fmt.Sprintf("k%d", i))
-	}
-	if n := ls.size(); n > maxLimiterKeys {
-		t.Fatalf("size %d exceeds cap %d", n, maxLimiterKeys)
 	}
 }
 

@@ -27,7 +27,7 @@ type LoginRequest struct {
 
 // Login authenticates with a password and issues a device and tokens.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (*Session, error) {
-	if err := s.loginLimit.take(req.IP); err != nil {
+	if err := s.loginLimit.Take(req.IP, 1); err != nil {
 		return nil, err
 	}
 	local, err := s.CheckLoginRequest(req)
@@ -37,7 +37,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (*Session, error)
 		}
 		return nil, err
 	}
-	if err := s.failedLimit.check(local); err != nil {
+	if err := s.failedLimit.Check(local, 1); err != nil {
 		return nil, err
 	}
 	u, err := s.store.User(ctx, local)

@@ -56,7 +56,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*Session, 
 	if !s.cfg.Registration.Enabled {
 		return nil, apierr.Forbidden("Registration is disabled")
 	}
-	if err := s.regLimit.take(req.IP); err != nil {
+	if err := s.regLimit.Take(req.IP, 1); err != nil {
 		return nil, err
 	}
 	local, err := s.CheckRegisterRequest(req)
@@ -219,7 +219,7 @@ func (s *Service) RegistrationTokenValid(ctx context.Context, token, ip string) 
 	if !s.cfg.Registration.Enabled {
 		return false, apierr.Forbidden("Registration is disabled")
 	}
-	if err := s.regLimit.take(ip); err != nil {
+	if err := s.regLimit.Take(ip, 1); err != nil {
 		return false, err
 	}
 	if !validRegistrationToken(token) {

@@ -245,7 +245,7 @@ func (s *Service) checkPasswordStage(ctx context.Context, auth *AuthData, caller
 // verifyPassword checks localpart's password under the failed-attempt limit.
 // Unknown and deactivated users fail exactly like a wrong password.
 func (s *Service) verifyPassword(ctx context.Context, local, password string) error {
-	if err := s.failedLimit.check(local); err != nil {
+	if err := s.failedLimit.Check(local, 1); err != nil {
 		return err
 	}
 	u, err := s.store.User(ctx, local)
@@ -254,7 +254,7 @@ func (s *Service) verifyPassword(ctx context.Context, local, password string) er
 	}
 	if err != nil || u.Deactivated || !s.passwordMatches(u.PasswordHash, password) {
 		if err == nil {
-			s.failedLimit.charge(local)
+			s.failedLimit.Charge(local)
 		}
 		return apierr.New(403, "M_FORBIDDEN", "Invalid username or password")
 	}

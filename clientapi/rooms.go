@@ -14,6 +14,7 @@ import (
 	"myelin/account"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
+	"myelin/internal/ratelimit"
 	"myelin/roomserver"
 )
 
@@ -28,9 +29,9 @@ type roomsAPI struct {
 	*api
 	rooms *roomserver.Service
 
-	sendLimit   *userLimiter // events sent: messages, state, redactions
-	joinLimit   *userLimiter // joins, knocks, room creations
-	inviteLimit *userLimiter // invites, createRoom's included
+	sendLimit   *ratelimit.Keyed // events sent: messages, state, redactions
+	joinLimit   *ratelimit.Keyed // joins, knocks, room creations
+	inviteLimit *ratelimit.Keyed // invites, createRoom's included
 }
 
 // registerRoomRoutes adds the room, directory and space endpoints. Without
@@ -42,9 +43,9 @@ func (a *api) registerRoomRoutes(r *mux.Router, rooms *roomserver.Service, v1, v
 	rl := a.cfg.RateLimits
 	ra := &roomsAPI{
 		api: a, rooms: rooms,
-		sendLimit:   newUserLimiter(rl.Enabled, rl.MessagePerUser, time.Now),
-		joinLimit:   newUserLimiter(rl.Enabled, rl.JoinPerUser, time.Now),
-		inviteLimit: newUserLimiter(rl.Enabled, rl.InvitePerUser, time.Now),
+		sendLimit:   ratelimit.New(rl.Enabled, rl.MessagePerUser.PerSecond, rl.MessagePerUser.Burst, time.Now),
+		joinLimit:   ratelimit.New(rl.Enabled, rl.JoinPerUser.PerSecond, rl.JoinPerUser.Burst, time.Now),
+		inviteLimit: ratelimit.New(rl.Enabled, rl.InvitePerUser.PerSecond, rl.InvitePerUser.Burst, time.Now),
 	}
 	handle := func(method, path string, h http.Handler) {
 		r.Handle(path, h).Methods(method)
@@ -281,13 +282,13 @@ func (ra *roomsAPI) createRoom(w http.ResponseWriter, r *http.Request, c *accoun
 	}
 	// Both limits are checked before either is charged, so a createRoom
 	// refused for its invites does not spend a join.
-	if err := ra.inviteLimit.check(c.UserID, invites); err != nil {
+	if err := ra.inviteLimit.Check(c.UserID, invites); err != nil {
 		return err
 	}
-	if err := ra.joinLimit.take(c.UserID, 1); err != nil {
+	if err := ra.joinLimit.Take(c.UserID, 1); err != nil {
 		return err
 	}
-	if err := ra.inviteLimit.take(c.UserID, invites); err != nil {
+	if err := ra.inviteLimit.Take(c.UserID, invites); err != nil {
 		return err
 	}
 	roomID, err := ra.rooms.CreateRoom(r.Context(), req)
@@ -328,7 +329,7 @@ func (ra *roomsAPI) upgrade(w http.ResponseWriter, r *http.Request, c *account.C
 	if err != nil {
 		return err
 	}
-	if err := ra.joinLimit.take(c.UserID, 1); err != nil {
+	if err := ra.joinLimit.Take(c.UserID, 1); err != nil {
 		return err
 	}
 	newID, err := ra.rooms.Upgrade(r.Context(), roomserver.UpgradeRequest{

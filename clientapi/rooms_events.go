@@ -29,7 +29,7 @@ func (ra *roomsAPI) send(w http.ResponseWriter, r *http.Request, c *account.Call
 	if err != nil {
 		return err
 	}
-	if err := ra.sendLimit.take(c.UserID, 1); err != nil {
+	if err := ra.sendLimit.Take(c.UserID, 1); err != nil {
 		return err
 	}
 	id, err := ra.rooms.Send(r.Context(), roomserver.SendRequest{
@@ -69,7 +69,7 @@ func (ra *roomsAPI) putState(w http.ResponseWriter, r *http.Request, c *account.
 	if err != nil {
 		return err
 	}
-	if err := ra.sendLimit.take(c.UserID, 1); err != nil {
+	if err := ra.sendLimit.Take(c.UserID, 1); err != nil {
 		return err
 	}
 	id, err := ra.rooms.Send(r.Context(), roomserver.SendRequest{
@@ -156,7 +156,7 @@ func (ra *roomsAPI) redact(w http.ResponseWriter, r *http.Request, c *account.Ca
 	if err := decodeOptional(r, &b); err != nil {
 		return err
 	}
-	if err := ra.sendLimit.take(c.UserID, 1); err != nil {
+	if err := ra.sendLimit.Take(c.UserID, 1); err != nil {
 		return err
 	}
 	id, err := ra.rooms.Redact(r.Context(), roomserver.RedactRequest{

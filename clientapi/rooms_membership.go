@@ -86,7 +86,7 @@ func (ra *roomsAPI) joinOrKnock(w http.ResponseWriter, r *http.Request, c *accou
 	if err != nil {
 		return err
 	}
-	if err := ra.joinLimit.take(c.UserID, 1); err != nil {
+	if err := ra.joinLimit.Take(c.UserID, 1); err != nil {
 		return err
 	}
 	res, err := act(r.Context(), roomserver.MembershipRequest{RoomID: target, Sender: c.UserID, Reason: b.Reason, Profile: profile})
@@ -166,7 +166,7 @@ func (ra *roomsAPI) actOnUser(w http.ResponseWriter, r *http.Request, c *account
 		if req.Profile, err = ra.inviteeProfile(r.Context(), req.Target); err != nil {
 			return err
 		}
-		if err := ra.inviteLimit.take(c.UserID, 1); err != nil {
+		if err := ra.inviteLimit.Take(c.UserID, 1); err != nil {
 			return err
 		}
 	}

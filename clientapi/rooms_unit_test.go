@@ -5,9 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"myelin/config"
 	"myelin/internal/apierr"
 )
 
@@ -174,70 +172,5 @@ func TestParseHierarchyParams(t *testing.T) {
 	p := hierarchyParams{limit: 3, maxDepth: 4, suggestedOnly: true}
 	if tok := p.token(6); tok != "6_true_4" {
 		t.Fatalf("token = %s", tok)
-	}
-}
-
-func TestUserLimiter(t *testing.T) {
-	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	for _, tc := range []struct {
-		name    string
-		enabled bool
-		rate    config.Rate
-		takes   []int // n per take, in order
-		refused []bool
-	}{
-		{"disabled", false, config.Rate{PerSecond: 1, Burst: 1}, []int{1, 1, 1}, []bool{false, false, false}},
-		{"zero rate is off", true, config.Rate{}, []int{5, 5}, []bool{false, false}},
-		{"burst then refused", true, config.Rate{PerSecond: 1, Burst: 2}, []int{1, 1, 1}, []bool{false, false, true}},
-		{"n at once", true, config.Rate{PerSecond: 1, Burst: 3}, []int{2, 2, 1}, []bool{false, true, false}},
-		{"more than the burst never passes", true, config.Rate{PerSecond: 1, Burst: 3}, []int{4, 3}, []bool{true, false}},
-		{"n of zero is free", true, config.Rate{PerSecond: 1, Burst: 1}, []int{1, 0, 0}, []bool{false, false, false}},
-	} {
-		l := newUserLimiter(tc.enabled, tc.rate, clock)
-		for i, n := range tc.takes {
-			err := l.take("@u:x", n)
-			if (err != nil) != tc.refused[i] {
-				t.Fatalf("%s: take %d (n=%d) = %v, want refused=%v", tc.name, i, n, err, tc.refused[i])
-			}
-			if err != nil {
-				e, _ := apierr.As(err)
-				if e.Code != "M_LIMIT_EXCEEDED" || e.Status != 429 || e.RetryAfter <= 0 {
-					t.Fatalf("%s: refusal %+v", tc.name, e)
-				}
-			}
-		}
-	}
-
-	// check consumes nothing.
-	u := newUserLimiter(true, config.Rate{PerSecond: 0.001, Burst: 2}, clock)
-	for range 3 {
-		if err := u.check("@u:x", 2); err != nil {
-			t.Fatalf("check: %v", err)
-		}
-	}
-	if err := u.take("@u:x", 2); err != nil {
-		t.Fatalf("take after checks: %v", err)
-	}
-	if err := u.check("@u:x", 1); err == nil {
-		t.Fatal("check passed on an empty bucket")
-	}
-
-	// Per user; refills with time; idle users are swept.
-	l := newUserLimiter(true, config.Rate{PerSecond: 1, Burst: 1}, clock)
-	if l.take("@a:x", 1) != nil || l.take("@b:x", 1) != nil || l.take("@a:x", 1) == nil {
-		t.Fatal("buckets are not per user")
-	}
-	now = now.Add(1100 * time.Millisecond)
-	if err := l.take("@a:x", 1); err != nil {
-		t.Fatalf("no refill after a second: %v", err)
-	}
-	now = now.Add(2 * time.Minute)
-	_ = l.take("@c:x", 1) // triggers the sweep
-	l.mu.Lock()
-	n := len(l.buckets)
-	l.mu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d buckets after the sweep, want 1 (only @c)", n)
 	}
 }
