@@ -99,7 +99,11 @@ func (t *stateTxn) build(p proto, be *builtEvent) (gmsl.PDU, error) {
 		return nil, apierr.BadJSON("content is not valid JSON")
 	}
 	pe.AuthEvents = eb.AuthEvents
-	ev, err := t.buildSigned(pe, canon, t.svc.cfg.Now())
+	now := t.svc.cfg.Now()
+	if p.typ == spec.MRoomCreate {
+		now = t.svc.createTime(now)
+	}
+	ev, err := t.buildSigned(pe, canon, now)
 	if err != nil {
 		return nil, fmt.Errorf("sign event: %w", err)
 	}

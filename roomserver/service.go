@@ -67,7 +67,12 @@ type Service struct {
 	log      *slog.Logger
 
 	roomNIDs atomic.Int64
-	groupIDs atomic.Int64
+	// lastCreateMS is the origin_server_ts of the newest create event built
+	// here. A v12 room ID is the hash of its create event, so two identical
+	// createRoom requests by one user in the same millisecond would otherwise
+	// produce the same room ID; create timestamps are kept strictly increasing.
+	lastCreateMS atomic.Int64
+	groupIDs     atomic.Int64
 
 	mu       sync.Mutex
 	workers  map[string]*roomWorker
@@ -200,6 +205,22 @@ func (s *Service) pruneTxns() {
 			if _, err := s.store.PruneTxns(context.Background(), before); err != nil {
 				s.log.Warn("pruning transaction IDs failed", "err", err)
 			}
+		}
+	}
+}
+
+// createTime returns now, or 1 ms after the previous create event's
+// timestamp when that is not earlier, so no two create events built by this
+// process share a timestamp (see lastCreateMS).
+func (s *Service) createTime(now time.Time) time.Time {
+	for {
+		last := s.lastCreateMS.Load()
+		ms := now.UnixMilli()
+		if ms <= last {
+			ms = last + 1
+		}
+		if s.lastCreateMS.CompareAndSwap(last, ms) {
+			return time.UnixMilli(ms)
 		}
 	}
 }
