@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -91,7 +92,9 @@ func ReadBody(r *http.Request, maxBytes int64) ([]byte, error) {
 // syntax errors to M_NOT_JSON and shape errors to M_BAD_JSON.
 func DecodeJSONBytes(body []byte, v any) error {
 	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || !json.Valid(trimmed) {
+	// Go's decoder silently replaces invalid UTF-8 with U+FFFD; JSON must be
+	// UTF-8, so such a body is not JSON.
+	if len(trimmed) == 0 || !utf8.Valid(trimmed) || !json.Valid(trimmed) {
 		return apierr.NotJSON("Content not JSON")
 	}
 	if trimmed[0] != '{' {

@@ -33,6 +33,7 @@ func TestDecodeJSON(t *testing.T) {
 		{"empty", ``, 100, "M_NOT_JSON", 400},
 		{"not json", `user=a`, 100, "M_NOT_JSON", 400},
 		{"truncated", `{"user":`, 100, "M_NOT_JSON", 400},
+		{"invalid utf-8", "{\"user\":\"\xff\xfe\"}", 100, "M_NOT_JSON", 400},
 		{"trailing garbage", `{"user":"a"} x`, 100, "M_NOT_JSON", 400},
 		{"array", `["a"]`, 100, "M_BAD_JSON", 400},
 		{"string", `"a"`, 100, "M_BAD_JSON", 400},
