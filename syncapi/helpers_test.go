@@ -342,3 +342,11 @@ func wantErr(t testing.TB, err error, code string, status int) {
 		t.Fatalf("error = %s/%d (%s), want %s/%d", ae.Code, ae.Status, ae.Msg, code, status)
 	}
 }
+
+func roomserverSend(room, sender string, content any) roomserver.SendRequest {
+	return roomserver.SendRequest{RoomID: room, Sender: sender, Type: "m.room.message", Content: raw(content)}
+}
+
+func roomserverLeave(room, u string) roomserver.MembershipRequest {
+	return roomserver.MembershipRequest{RoomID: room, Sender: u}
+}

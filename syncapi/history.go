@@ -264,22 +264,21 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 }
 
 // senderMembers returns, for lazy-loading, each sender's member event as
-// of their earliest event among evs.
+// of their newest event among evs (falling back to their older ones: a
+// room's first events precede its creator's join).
 func (h *historyScan) senderMembers(ctx context.Context, evs []*roomserver.Event, req MessagesRequest) ([]json.RawMessage, error) {
-	groupOf := map[string]int64{} // sender → state group at their earliest event
-	firstPos := map[string]int64{}
+	byNewest := slices.Clone(evs)
+	slices.SortFunc(byNewest, func(a, b *roomserver.Event) int { return int(b.Position - a.Position) })
+	groupsOf := map[string][]int64{} // sender → state groups at their events, newest first
 	var groups []int64
 	var senders []string
-	for _, e := range evs {
-		row := h.byPos[e.Position]
-		if p, ok := firstPos[e.Sender]; !ok || e.Position < p {
-			if !ok {
-				senders = append(senders, e.Sender)
-			}
-			firstPos[e.Sender] = e.Position
-			groupOf[e.Sender] = row.StateGroup
-			groups = append(groups, row.StateGroup)
+	for _, e := range byNewest {
+		g := h.byPos[e.Position].StateGroup
+		if _, ok := groupsOf[e.Sender]; !ok {
+			senders = append(senders, e.Sender)
 		}
+		groupsOf[e.Sender] = append(groupsOf[e.Sender], g)
+		groups = append(groups, g)
 	}
 	if len(senders) == 0 {
 		return []json.RawMessage{}, nil
@@ -290,16 +289,21 @@ func (h *historyScan) senderMembers(ctx context.Context, evs []*roomserver.Event
 	}
 	var nids []int64
 	for _, u := range senders {
-		for _, e := range state[groupOf[u]] {
-			if e.StateKey == u {
-				nids = append(nids, e.EventNID)
+	groups:
+		for _, g := range groupsOf[u] {
+			for _, e := range state[g] {
+				if e.StateKey == u {
+					nids = append(nids, e.EventNID)
+					break groups
+				}
 			}
 		}
 	}
-	return h.renderNIDs(ctx, slices.Compact(nids), roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID})
+	// The filter selects the chunk; the state only serves to show it.
+	return h.renderNIDs(ctx, nids, nil, roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID})
 }
 
-func (h *historyScan) renderNIDs(ctx context.Context, nids []int64, viewer roomserver.Viewer) ([]json.RawMessage, error) {
+func (h *historyScan) renderNIDs(ctx context.Context, nids []int64, filter *RoomEventFilter, viewer roomserver.Viewer) ([]json.RawMessage, error) {
 	slices.Sort(nids)
 	nids = slices.Compact(nids)
 	rows, err := h.s.store.EventsByNID(ctx, nids)
@@ -311,7 +315,7 @@ func (h *historyScan) renderNIDs(ctx context.Context, nids []int64, viewer rooms
 	if err != nil {
 		return nil, err
 	}
-	evs = slices.DeleteFunc(evs, func(e *roomserver.Event) bool { return !h.filter.allowsEvent(e.Type, e.Sender, e.Content) })
+	evs = slices.DeleteFunc(evs, func(e *roomserver.Event) bool { return !filter.allowsEvent(e.Type, e.Sender, e.Content) })
 	ces, err := h.s.rooms.ClientEvents(ctx, evs, viewer)
 	if err != nil {
 		return nil, err
@@ -435,7 +439,9 @@ func (s *Service) Context(ctx context.Context, req ContextRequest) (*ContextResp
 	for _, e := range state[lastRow.StateGroup] {
 		nids = append(nids, e.EventNID)
 	}
-	if resp.State, err = h.renderNIDs(ctx, nids, viewer); err != nil {
+	// "The filter is only applied to events_before, events_after, and
+	// state" — state included.
+	if resp.State, err = h.renderNIDs(ctx, nids, filter, viewer); err != nil {
 		return nil, err
 	}
 	return resp, nil

@@ -106,16 +106,8 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	keys := map[string]bool{}
-	for _, src := range []StreamSource{asSource(opts.ToDevice), asSource(opts.DeviceLists)} {
-		if src == nil {
-			continue
-		}
-		k := src.StreamKey()
-		if !validKey(k) || coreKeys[k] || keys[k] {
-			return nil, fmt.Errorf("syncapi: provider stream key %q is invalid or taken", k)
-		}
-		keys[k] = true
+	if err := checkProviderKeys(opts); err != nil {
+		return nil, err
 	}
 	s := &Service{
 		opts: opts, store: storage.NewSync(opts.DB), rooms: opts.Rooms, log: opts.Logger, now: opts.Now,
@@ -135,6 +127,23 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkProviderKeys makes sure the providers' stream keys can be written
+// in tokens and do not collide.
+func checkProviderKeys(opts Options) error {
+	keys := map[string]bool{}
+	for _, src := range []StreamSource{asSource(opts.ToDevice), asSource(opts.DeviceLists)} {
+		if src == nil {
+			continue
+		}
+		k := src.StreamKey()
+		if !validKey(k) || coreKeys[k] || keys[k] {
+			return fmt.Errorf("syncapi: provider stream key %q is invalid or taken", k)
+		}
+		keys[k] = true
+	}
+	return nil
 }
 
 func asSource[T StreamSource](p T) StreamSource {

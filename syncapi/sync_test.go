@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"myelin/roomserver"
 )
 
 func TestInitialAndIncrementalSync(t *testing.T) {
@@ -59,6 +61,155 @@ func TestInitialAndIncrementalSync(t *testing.T) {
 			t.Logf("long-poll woke %v after send started", time.Since(start))
 		case <-time.After(10 * time.Second):
 			t.Fatal("long-poll did not wake")
+		}
+	})
+}
+
+func TestLimitedTimelineStateDeltaAndGap(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		alice, bob := user("alice"), user("bob")
+		room := e.room(alice, "Surgery", bob)
+		first := e.do(Request{UserID: bob})
+
+		// A gap: 3 messages, a topic change, 8 more messages.
+		for i := 0; i < 3; i++ {
+			e.send(room, alice, "early"+string(rune('a'+i)))
+		}
+		topicID := e.state(room, alice, "m.room.topic", "", map[string]any{"topic": "Rounds at 9"})
+		var late []string
+		for i := 0; i < 8; i++ {
+			late = append(late, "late"+string(rune('a'+i)))
+			e.send(room, alice, late[i])
+		}
+		f := `{"room":{"timeline":{"limit":5}}}`
+		inc := e.do(Request{UserID: bob, Since: first.NextBatch, Filter: f})
+		j := inc.Rooms.Join[room]
+		if got := bodies(j.Timeline.Events); !slices.Equal(got, late[3:]) {
+			t.Fatalf("limited timeline = %v, want %v", got, late[3:])
+		}
+		if !j.Timeline.Limited || j.Timeline.PrevBatch == "" {
+			t.Fatalf("limited=%v prev_batch=%q", j.Timeline.Limited, j.Timeline.PrevBatch)
+		}
+		// The state delta carries the topic change from the gap, nothing
+		// else (nothing else changed).
+		if j.State == nil || len(j.State.Events) != 1 || j.State.Events[0].EventID != topicID {
+			t.Fatalf("state delta = %+v, want only the topic %s", j.State, topicID)
+		}
+
+		// /messages from the since token to prev_batch closes the gap
+		// exactly: the 3 early messages, the topic and the first 3 late ones.
+		msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: first.NextBatch, To: j.Timeline.PrevBatch, Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := decodeChunk(t, msgs.Chunk)
+		want := []string{"earlya", "earlyb", "earlyc", "latea", "lateb", "latec"}
+		if !slices.Equal(bodies(got), want) || len(got) != 7 || got[3].EventID != topicID {
+			t.Fatalf("gap = %v (%d events), want %v and the topic", bodies(got), len(got), want)
+		}
+		if msgs.End != "" {
+			t.Fatalf("gap fully read but end = %q", msgs.End)
+		}
+		// And backwards from prev_batch the same events come newest first.
+		back, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: j.Timeline.PrevBatch, To: first.NextBatch, Backwards: true, Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb := bodies(decodeChunk(t, back.Chunk))
+		slices.Reverse(bb)
+		if !slices.Equal(bb, want) {
+			t.Fatalf("backwards gap = %v", bb)
+		}
+	})
+}
+
+func TestInviteKnockLeaveSections(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		ctx := ctxT(t)
+		alice, bob, carol := user("alice"), user("bob"), user("carol")
+		invited := e.createRoom(roomserver.CreateRoomRequest{Creator: alice, Name: sp("Case 1042"), Preset: roomserver.PresetPrivateChat})
+		knocked := e.room(alice, "Knock here")
+		e.state(knocked, alice, "m.room.join_rules", "", map[string]any{"join_rule": "knock"})
+		left := e.room(alice, "Leaving", bob)
+		e.send(left, alice, "before leave")
+
+		first := e.do(Request{UserID: bob})
+		if _, ok := first.Rooms.Join[left]; !ok {
+			t.Fatal("joined room missing")
+		}
+		if _, err := e.rooms.Invite(ctx, roomserver.MembershipRequest{RoomID: invited, Sender: alice, Target: bob}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rooms.Knock(ctx, roomserver.MembershipRequest{RoomID: knocked, Sender: bob}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rooms.Leave(ctx, roomserver.MembershipRequest{RoomID: left, Sender: bob}); err != nil {
+			t.Fatal(err)
+		}
+		e.send(left, alice, "after leave")
+
+		inc := e.do(Request{UserID: bob, Since: first.NextBatch})
+		inv, ok := inc.Rooms.Invite[invited]
+		if !ok {
+			t.Fatalf("invite missing: %+v", inc.Rooms)
+		}
+		got := map[string]bool{}
+		for _, ev := range inv.InviteState.Events {
+			got[ev.Type] = true
+			if ev.EventID != "" || ev.Sender == "" || ev.StateKey == nil {
+				t.Fatalf("not a stripped event: %+v", ev)
+			}
+		}
+		last := inv.InviteState.Events[len(inv.InviteState.Events)-1]
+		if !got["m.room.create"] || !got["m.room.name"] || !got["m.room.join_rules"] || last.Type != "m.room.member" || *last.StateKey != bob {
+			t.Fatalf("invite_state types %v, last %+v", got, last)
+		}
+		kn, ok := inc.Rooms.Knock[knocked]
+		if !ok || len(kn.KnockState.Events) == 0 {
+			t.Fatalf("knock missing: %+v", inc.Rooms.Knock)
+		}
+		if l := kn.KnockState.Events[len(kn.KnockState.Events)-1]; l.Type != "m.room.member" || *l.StateKey != bob {
+			t.Fatalf("knock_state ends with %+v", l)
+		}
+		lr, ok := inc.Rooms.Leave[left]
+		if !ok {
+			t.Fatalf("left room missing: %+v", inc.Rooms.Leave)
+		}
+		tl := lr.Timeline.Events
+		if len(tl) == 0 || tl[len(tl)-1].Type != "m.room.member" || *tl[len(tl)-1].StateKey != bob {
+			t.Fatalf("left room timeline should end with the leave: %v", types(tl))
+		}
+		if slices.Contains(bodies(tl), "after leave") {
+			t.Fatal("left room shows an event after the leave")
+		}
+		if _, ok := inc.Rooms.Join[left]; ok {
+			t.Fatal("left room still under join")
+		}
+
+		// Initial syncs: leave rooms only with include_leave, never forgotten ones.
+		if r := e.do(Request{UserID: bob}); len(r.Rooms.Leave) != 0 || len(r.Rooms.Invite) != 1 || len(r.Rooms.Knock) != 1 {
+			t.Fatalf("initial sync sections: leave %d invite %d knock %d", len(r.Rooms.Leave), len(r.Rooms.Invite), len(r.Rooms.Knock))
+		}
+		withLeave := e.do(Request{UserID: bob, Filter: `{"room":{"include_leave":true}}`})
+		if lr, ok := withLeave.Rooms.Leave[left]; !ok || !slices.Contains(bodies(lr.Timeline.Events), "before leave") {
+			t.Fatalf("include_leave: %+v", withLeave.Rooms.Leave)
+		}
+		if err := e.rooms.Forget(ctx, left, bob); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.do(Request{UserID: bob, Filter: `{"room":{"include_leave":true}}`}); len(r.Rooms.Leave) != 0 {
+			t.Fatalf("forgotten room still listed: %+v", r.Rooms.Leave)
+		}
+
+		// An invite from an ignored user is not sent.
+		if err := e.sync.PutAccountData(ctx, carol, "", "m.ignored_user_list", raw(map[string]any{"ignored_users": map[string]any{alice: map[string]any{}}})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rooms.Invite(ctx, roomserver.MembershipRequest{RoomID: invited, Sender: alice, Target: carol}); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.do(Request{UserID: carol}); len(r.Rooms.Invite) != 0 {
+			t.Fatalf("invite from an ignored user delivered: %+v", r.Rooms.Invite)
 		}
 	})
 }

@@ -29,7 +29,8 @@ type Token struct {
 	Ext         map[string]int64
 }
 
-// Core stream keys in encoded tokens; providers' keys must differ.
+// Stream keys in encoded tokens; providers' keys must differ. The event
+// position is written first, without its key.
 const (
 	keyEvents      = "e"
 	keyAccountData = "a"
@@ -54,17 +55,19 @@ func validKey(k string) bool {
 	return true
 }
 
-// String encodes the token: "s" then "_<key><position>" per stream, e.g.
-// "s_e120_a4_r9_y1718000000000_p3".
+// String encodes the token: "s", the event position, then
+// "_<key><position>" per other stream, e.g. "s120_a4_r9_y1718000000000_p3".
+// The event position comes first and bare so that readers which only need
+// it (the `at` of /members) find it without knowing the other streams.
 func (t Token) String() string {
 	var b strings.Builder
 	b.WriteString("s")
+	b.WriteString(strconv.FormatInt(t.Events, 10))
 	add := func(k string, v int64) {
 		b.WriteByte('_')
 		b.WriteString(k)
 		b.WriteString(strconv.FormatInt(v, 10))
 	}
-	add(keyEvents, t.Events)
 	add(keyAccountData, t.AccountData)
 	add(keyReceipts, t.Receipts)
 	add(keyTyping, t.Typing)
@@ -86,31 +89,28 @@ func (t Token) String() string {
 func ParseToken(s string) (Token, error) {
 	bad := apierr.InvalidParam("invalid since token")
 	rest, ok := strings.CutPrefix(s, "s")
-	if !ok || len(s) > 512 {
+	if !ok || rest == "" || len(s) > 512 {
 		return Token{}, bad
 	}
+	segs := strings.Split(rest, "_")
 	var t Token
-	if rest == "" {
-		return t, nil
-	}
-	if rest[0] != '_' {
+	var err error
+	if t.Events, err = strconv.ParseInt(segs[0], 10, 64); err != nil || t.Events < 0 || segs[0][0] < '0' || segs[0][0] > '9' {
 		return Token{}, bad
 	}
 	seen := map[string]bool{}
-	for _, seg := range strings.Split(rest[1:], "_") {
+	for _, seg := range segs[1:] {
 		i := strings.IndexFunc(seg, func(r rune) bool { return r >= '0' && r <= '9' })
 		if i <= 0 {
 			return Token{}, bad
 		}
 		key := seg[:i]
 		v, err := strconv.ParseInt(seg[i:], 10, 64)
-		if !validKey(key) || err != nil || v < 0 || seen[key] {
+		if !validKey(key) || key == keyEvents || err != nil || v < 0 || seen[key] {
 			return Token{}, bad
 		}
 		seen[key] = true
 		switch key {
-		case keyEvents:
-			t.Events = v
 		case keyAccountData:
 			t.AccountData = v
 		case keyReceipts:

@@ -1,0 +1,52 @@
+package syncapi
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkSendToSyncLatency measures send→sync delivery: a long-polling
+// /sync is parked, a message is sent through the roomserver, and the
+// clock stops when the /sync returns with it. It reports the median, 99th
+// percentile and mean latency per engine.
+func BenchmarkSendToSyncLatency(b *testing.B) {
+	for i, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			// A fresh database per run: the benchmark function runs more
+			// than once and each run's database ends with it.
+			e := &env{open: engines(b)[i].open}
+			e.start(b)
+			defer e.stop()
+			alice, bob := user("alice"), user("bob")
+			room := e.room(alice, "Bench", bob)
+			since := e.do(Request{UserID: bob}).NextBatch
+			lat := make([]time.Duration, 0, b.N)
+			done := make(chan syncResp, 1)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				go func(since string) {
+					done <- e.do(Request{UserID: bob, Since: since, Timeout: 30 * time.Second, SetPresence: "offline"})
+				}(since)
+				waitWaiting(b, e, 1)
+				start := time.Now()
+				e.send(room, alice, "ping")
+				r := <-done
+				lat = append(lat, time.Since(start))
+				if len(r.Rooms.Join[room].Timeline.Events) == 0 {
+					b.Fatal("sync returned without the message")
+				}
+				since = r.NextBatch
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			var sum time.Duration
+			for _, l := range lat {
+				sum += l
+			}
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(sum.Microseconds())/float64(len(lat)), "mean-µs")
+		})
+	}
+}
