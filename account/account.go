@@ -41,6 +41,8 @@ type Service struct {
 	nonces  map[string]time.Time // shared-secret registration nonces → expiry
 
 	dummyHash []byte // compared against when a login names no user, so timing leaks nothing
+
+	devicesRemoved func(localpart string) // see WithDevicesRemoved
 }
 
 // Option adjusts a Service at construction.

@@ -156,6 +156,7 @@ func (s *Service) Logout(ctx context.Context, c *Caller) error {
 	if err := s.store.DeleteDevices(ctx, c.Localpart, []string{c.DeviceID}, ""); err != nil {
 		return internal("logout", err)
 	}
+	s.notifyDevicesRemoved(c.Localpart)
 	return nil
 }
 
@@ -164,6 +165,7 @@ func (s *Service) LogoutAll(ctx context.Context, c *Caller) error {
 	if err := s.store.DeleteDevicesExcept(ctx, c.Localpart, ""); err != nil {
 		return internal("logout all", err)
 	}
+	s.notifyDevicesRemoved(c.Localpart)
 	return nil
 }
 

@@ -94,6 +94,7 @@ func (s *Service) DeleteDevices(ctx context.Context, c *Caller, deviceIDs []stri
 	if err != nil {
 		return internal("delete devices", err)
 	}
+	s.notifyDevicesRemoved(c.Localpart)
 	return nil
 }
 
@@ -125,6 +126,9 @@ func (s *Service) ChangePassword(ctx context.Context, c *Caller, newPassword str
 	if err != nil {
 		return internal("set password", err)
 	}
+	if logoutDevices {
+		s.notifyDevicesRemoved(res.localpart)
+	}
 	return nil
 }
 
@@ -142,6 +146,7 @@ func (s *Service) Deactivate(ctx context.Context, c *Caller, auth *AuthData) err
 	if err := s.store.Deactivate(ctx, res.localpart); err != nil {
 		return internal("deactivate", err)
 	}
+	s.notifyDevicesRemoved(res.localpart)
 	return nil
 }
 
