@@ -21,6 +21,7 @@ import (
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
 	"myelin/roomserver"
+	"myelin/syncapi"
 )
 
 // Options are clientapi's dependencies, wired in cmd/myelin.
@@ -29,7 +30,10 @@ type Options struct {
 	Accounts *account.Service // required
 	// Rooms serves the room, directory and space endpoints; nil leaves them
 	// unserved (404 M_UNRECOGNIZED). cmd/myelin always sets it.
-	Rooms   *roomserver.Service
+	Rooms *roomserver.Service
+	// Sync serves /sync, history, receipts, typing, presence, account data
+	// and filters; nil leaves them unserved.
+	Sync    *syncapi.Service
 	Metrics *httpapi.Metrics // optional: per-route request metrics
 }
 
@@ -93,6 +97,7 @@ func New(opts Options) (http.Handler, error) {
 	handle(http.MethodPost, "/_synapse/admin/v1/register", a.handle(a.sharedSecretRegister))
 	handle(http.MethodGet, "/_synapse/admin/v1/users/{userId}/admin", a.authed(a.adminStatus))
 	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
+	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	return httpapi.CORS(r), nil
 }
 
