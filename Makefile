@@ -33,13 +33,20 @@ lint: ## gofmt, go vet, staticcheck
 	@echo "lint: staticcheck"
 	$(GO) run $(STATICCHECK) ./...
 
-ci: test ## what CI runs (.ci/run)
+ci: test conformance-ci ## what CI runs (.ci/run)
 
 bench: ## load tool against a fresh Myelin on SQLite and PostgreSQL + Go benchmarks; refreshes docs/performance.md (< 15 min; RUNS=1 for a quick run)
 	@./scripts/bench.sh
 
 bench-smoke: ## every Go benchmark once, so they keep compiling and running
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+
+conformance: ## Complement + matrix-js-sdk smoke against Myelin processes; rewrites docs/conformance*; fails on a regression
+	conformance/run.sh run
+
+conformance-ci: ## lint + unit tests of conformance/, then every test on the pass list; fails if one does not pass
+	conformance/run.sh check
+	conformance/run.sh ci
 
 clean: ## remove build output (not ./data)
 	rm -rf bin
