@@ -157,7 +157,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	defer done()
 
 	timeout := min(req.Timeout, s.opts.MaxTimeout)
-	if since == nil || req.FullState {
+	if since == nil || req.FullState || s.closed.Load() {
 		timeout = 0
 	}
 	var expired <-chan time.Time

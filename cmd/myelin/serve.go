@@ -107,6 +107,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	// components (which flush their queues) and the database.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	app.Drain()
 	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			log.Warn("shutdown", "addr", s.Addr, "err", err)

@@ -13,6 +13,7 @@ import (
 	"myelin/internal/serverkeys"
 	"myelin/roomserver"
 	"myelin/storage"
+	"myelin/syncapi"
 )
 
 // app is the wired server: its HTTP surfaces and what must be closed on
@@ -23,6 +24,16 @@ type app struct {
 	// is then not opened.
 	Federation http.Handler
 	closers    []func()
+	// drainers run when shutdown begins, before in-flight requests are
+	// waited for: they end requests that would otherwise wait (long-polls).
+	drainers []func()
+}
+
+// Drain ends waiting requests so the listeners can shut down promptly.
+func (a *app) Drain() {
+	for _, d := range a.drainers {
+		d()
+	}
 }
 
 func (a *app) Close() {
@@ -56,7 +67,22 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 			slog.Error("closing the roomserver", "err", err)
 		}
 	})
-	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Metrics: metrics})
+	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("syncapi: %w", err)
+	}
+	// Closing the sync API answers every parked long-poll at once; it runs
+	// when shutdown begins (and again, harmlessly, with the closers, which
+	// run in reverse: before the roomserver).
+	closeSync := func() {
+		if err := syncSvc.Close(); err != nil {
+			slog.Error("closing the sync API", "err", err)
+		}
+	}
+	a.drainers = append(a.drainers, closeSync)
+	a.closers = append(a.closers, closeSync)
+	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Metrics: metrics})
 	if err != nil {
 		a.Close()
 		return nil, err
