@@ -18,6 +18,7 @@ import (
 
 	"myelin/account"
 	"myelin/config"
+	"myelin/e2ee"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
 	"myelin/roomserver"
@@ -33,7 +34,10 @@ type Options struct {
 	Rooms *roomserver.Service
 	// Sync serves /sync, history, receipts, typing, presence, account data
 	// and filters; nil leaves them unserved.
-	Sync    *syncapi.Service
+	Sync *syncapi.Service
+	// Keys serves the end-to-end encryption endpoints (keys, cross-signing,
+	// key backups, send-to-device); nil leaves them unserved.
+	Keys    *e2ee.Service
 	Metrics *httpapi.Metrics // optional: per-route request metrics
 }
 
@@ -98,6 +102,7 @@ func New(opts Options) (http.Handler, error) {
 	handle(http.MethodGet, "/_synapse/admin/v1/users/{userId}/admin", a.authed(a.adminStatus))
 	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
 	a.registerSyncRoutes(r, opts.Sync, v1, v3)
+	a.registerKeyRoutes(r, opts.Keys, v3)
 	return httpapi.CORS(r), nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"myelin/account"
 	"myelin/clientapi"
 	"myelin/config"
+	"myelin/e2ee"
 	"myelin/internal/httpapi"
 	"myelin/internal/serverkeys"
 	"myelin/roomserver"
@@ -47,7 +48,13 @@ func (a *app) Close() {
 func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverkeys.Keys, metrics *httpapi.Metrics) (*app, error) {
 	_ = ctx
 	a := &app{}
-	accounts, err := account.New(cfg, db)
+	// End-to-end encryption bookkeeping; account tells it when devices go
+	// (their keys go in the same transaction) so other clients hear of it.
+	e2eeSvc, err := e2ee.New(e2ee.Options{DB: db, ServerName: cfg.ServerName})
+	if err != nil {
+		return nil, err
+	}
+	accounts, err := account.New(cfg, db, account.WithDevicesRemoved(e2eeSvc.DevicesRemoved))
 	if err != nil {
 		return nil, err
 	}
@@ -67,11 +74,16 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 			slog.Error("closing the roomserver", "err", err)
 		}
 	})
-	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms})
+	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms,
+		// The E2EE sections of /sync: to-device messages, device-list
+		// changes, one-time and fallback key counts.
+		ToDevice: e2eeSvc.ToDeviceInbox(), DeviceLists: deviceListTracker{e2eeSvc.DeviceLists()}, Keys: e2eeSvc,
+	})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("syncapi: %w", err)
 	}
+	e2eeSvc.SetWaker(syncSvc.Wake)
 	// Closing the sync API answers every parked long-poll at once; it runs
 	// when shutdown begins (and again, harmlessly, with the closers, which
 	// run in reverse: before the roomserver).
@@ -82,7 +94,7 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	}
 	a.drainers = append(a.drainers, closeSync)
 	a.closers = append(a.closers, closeSync)
-	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Metrics: metrics})
+	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Metrics: metrics})
 	if err != nil {
 		a.Close()
 		return nil, err

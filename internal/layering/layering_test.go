@@ -21,10 +21,11 @@ var allowed = map[string][]string{
 	"storage":    {"practice"},
 	"account":    {"storage", "config"},
 	"roomserver": {"storage", "config"},
-	"syncapi":    {"roomserver", "storage", "config"},
+	"syncapi":    {"roomserver", "storage", "config", "e2ee"},
+	"e2ee":       {"storage", "roomserver", "config"},
 	"federation": {"roomserver", "config"},
 	"appservice": {"roomserver", "account", "config"},
-	"clientapi":  {"account", "roomserver", "syncapi", "practice", "config"},
+	"clientapi":  {"account", "roomserver", "syncapi", "e2ee", "practice", "config"},
 	"bridges":    {"appservice", "practice", "config"},
 	// The composition root and black-box tests may import everything.
 	"cmd":   nil,
