@@ -203,7 +203,7 @@ func TestSyncEndpointsBadInput(t *testing.T) {
 			{"messages bad dir", "GET", roomPath(room, "/messages?dir=up"), aliceTok, nil, 400, "M_INVALID_PARAM"},
 			{"messages bad limit", "GET", roomPath(room, "/messages?dir=b&limit=x"), aliceTok, nil, 400, "M_INVALID_PARAM"},
 			{"messages bad from", "GET", roomPath(room, "/messages?dir=b&from=zz"), aliceTok, nil, 400, "M_INVALID_PARAM"},
-			{"messages bad filter", "GET", roomPath(room, "/messages?dir=b&filter=" + url.QueryEscape(`{"limit":-1}`)), aliceTok, nil, 400, "M_BAD_JSON"},
+			{"messages bad filter", "GET", roomPath(room, "/messages?dir=b&filter="+url.QueryEscape(`{"limit":-1}`)), aliceTok, nil, 400, "M_BAD_JSON"},
 			{"messages non-member", "GET", roomPath(room, "/messages?dir=b"), bobTok, nil, 403, "M_FORBIDDEN"},
 			{"messages bad room ID", "GET", roomPath("room", "/messages?dir=b"), aliceTok, nil, 400, "M_INVALID_PARAM"},
 			{"context unknown event", "GET", roomPath(room, "/context/"+esc("$nope")), aliceTok, nil, 404, "M_NOT_FOUND"},

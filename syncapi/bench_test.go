@@ -50,3 +50,32 @@ func BenchmarkSendToSyncLatency(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInitialSync21Rooms is an initial /sync of a user in 21 rooms
+// of five members with 30 messages each (timeline limit 10): the batched
+// reads keep it to a fixed number of queries however many rooms there
+// are.
+func BenchmarkInitialSync21Rooms(b *testing.B) {
+	for i, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			e := &env{open: engines(b)[i].open}
+			e.start(b)
+			defer e.stop()
+			members := []string{user("a"), user("b"), user("c"), user("d")}
+			viewer := user("viewer")
+			for r := 0; r < 21; r++ {
+				room := e.room(members[0], "", append(members[1:], viewer)...)
+				for m := 0; m < 30; m++ {
+					e.send(room, members[m%len(members)], "hello")
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r := e.do(Request{UserID: viewer, SetPresence: "offline"})
+				if len(r.Rooms.Join) != 21 {
+					b.Fatalf("%d rooms", len(r.Rooms.Join))
+				}
+			}
+		})
+	}
+}

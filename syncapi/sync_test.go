@@ -213,3 +213,41 @@ func TestInviteKnockLeaveSections(t *testing.T) {
 		}
 	})
 }
+
+// TestNewlyJoinedRoom: a room joined since the last sync comes with its
+// full state, a timeline ending with the user's join and a summary.
+func TestNewlyJoinedRoom(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		alice, bob := user("alice"), user("bob")
+		room := e.room(alice, "Dermatology")
+		for i := 0; i < 12; i++ {
+			e.send(room, alice, "history")
+		}
+		first := e.do(Request{UserID: bob})
+		if len(first.Rooms.Join) != 0 {
+			t.Fatal("bob is in no room yet")
+		}
+		e.join(room, bob)
+		r := e.do(Request{UserID: bob, Since: first.NextBatch})
+		j, ok := r.Rooms.Join[room]
+		if !ok {
+			t.Fatalf("newly joined room missing: %+v", r.Rooms)
+		}
+		tl := j.Timeline.Events
+		if last := tl[len(tl)-1]; last.Type != "m.room.member" || *last.StateKey != bob {
+			t.Fatalf("timeline should end with bob's join: %v", types(tl))
+		}
+		if !j.Timeline.Limited || len(tl) != defaultTimelineLimit {
+			t.Fatalf("timeline: %d events, limited %v", len(tl), j.Timeline.Limited)
+		}
+		st := types(j.State.Events)
+		for _, want := range []string{"m.room.create", "m.room.power_levels", "m.room.name", "m.room.member"} {
+			if !slices.Contains(st, want) {
+				t.Fatalf("full state lacks %s: %v", want, st)
+			}
+		}
+		if j.Summary == nil || *j.Summary.Joined != 2 {
+			t.Fatalf("summary = %+v", j.Summary)
+		}
+	})
+}
