@@ -302,17 +302,17 @@ func (b *builder) providers(ctx context.Context) error {
 		if b.since != nil {
 			since = b.since.Ext[key]
 		}
-		upTo := b.cur.Ext[key]
-		if since < upTo || b.since == nil {
-			evs, next, err := p.ToDevice(ctx, u, d, since, upTo, toDeviceLimit)
-			if err != nil {
-				return err
-			}
-			if evs != nil {
-				b.resp.ToDevice.Events = evs
-			}
-			b.cur.Ext[key] = next
+		// Called even when nothing new arrived (since == upTo): syncing from
+		// since is what acknowledges the messages delivered up to it, so the
+		// inbox deletes them here.
+		evs, next, err := p.ToDevice(ctx, u, d, since, b.cur.Ext[key], toDeviceLimit)
+		if err != nil {
+			return err
 		}
+		if evs != nil {
+			b.resp.ToDevice.Events = evs
+		}
+		b.cur.Ext[key] = next
 	}
 	if p := o.DeviceLists; p != nil && b.since != nil {
 		key := p.StreamKey()
