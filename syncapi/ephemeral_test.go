@@ -212,7 +212,13 @@ func TestTyping(t *testing.T) {
 			t.Fatalf("initial sync shows an empty typing list: %v", users)
 		}
 		wantErr(t, e.sync.SetTyping(ctx, carol, room, true, time.Second), "M_FORBIDDEN", 403)
-		wantErr(t, e.sync.SetTyping(ctx, alice, room, true, 0), "M_BAD_JSON", 400)
+		// No timeout: the default applies.
+		if err := e.sync.SetTyping(ctx, alice, room, true, 0); err != nil {
+			t.Fatal(err)
+		}
+		if users, _ := typingIn(t, e.do(Request{UserID: bob}).Rooms.Join[room]); !slices.Equal(users, []string{alice}) {
+			t.Fatalf("typing without a timeout: %v", users)
+		}
 		wantErr(t, e.sync.SetTyping(ctx, alice, "nope", true, time.Second), "M_INVALID_PARAM", 400)
 	})
 }

@@ -8,8 +8,9 @@ import "sync"
 // everyone through the roomserver's Notifier instead. No timer or polling:
 // a waiter holds a channel that the next wake for its user closes.
 type hub struct {
-	mu    sync.Mutex
-	users map[string]*signal
+	mu     sync.Mutex
+	users  map[string]*signal
+	closed bool // after close every channel is closed at once
 }
 
 type signal struct {
@@ -26,6 +27,11 @@ func newHub() *hub { return &hub{users: map[string]*signal{}} }
 func (h *hub) watch(userID string) (<-chan struct{}, func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		ch := make(chan struct{})
+		close(ch)
+		return ch, func() {}
+	}
 	s := h.users[userID]
 	if s == nil {
 		s = &signal{ch: make(chan struct{})}
@@ -51,6 +57,17 @@ func (h *hub) wake(userIDs ...string) {
 			close(s.ch)
 			delete(h.users, u)
 		}
+	}
+}
+
+// close wakes every waiter, now and from now on.
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for u, s := range h.users {
+		close(s.ch)
+		delete(h.users, u)
 	}
 }
 

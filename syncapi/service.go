@@ -161,13 +161,8 @@ func (s *Service) Close() error {
 	}
 	s.typing.close()
 	s.presence.close()
-	// Wake every long-poll so it returns before the server shuts down.
-	s.hub.mu.Lock()
-	for u, sig := range s.hub.users {
-		close(sig.ch)
-		delete(s.hub.users, u)
-	}
-	s.hub.mu.Unlock()
+	// Every long-poll, parked or about to park, returns at once.
+	s.hub.close()
 	return nil
 }
 

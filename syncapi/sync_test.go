@@ -251,3 +251,24 @@ func TestNewlyJoinedRoom(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseAnswersLongPolls: Close (run when shutdown begins) answers a
+// parked long-poll at once instead of after its timeout.
+func TestCloseAnswersLongPolls(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		alice := user("alice")
+		e.room(alice, "Closing")
+		since := e.do(Request{UserID: alice}).NextBatch
+		done := make(chan syncResp, 1)
+		go func() { done <- e.do(Request{UserID: alice, Since: since, Timeout: time.Minute, SetPresence: "offline"}) }()
+		waitWaiting(t, e, 1)
+		start := time.Now()
+		if err := e.sync.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r := waitSync(t, done)
+		if waited := time.Since(start); waited > 5*time.Second || r.NextBatch == "" {
+			t.Fatalf("long-poll answered after %v: %+v", waited, r.NextBatch)
+		}
+	})
+}

@@ -52,6 +52,10 @@ func (t *typing) position() int64 {
 	return t.pos
 }
 
+// defaultTypingTimeout applies when a client starts typing without a
+// timeout.
+const defaultTypingTimeout = 30 * time.Second
+
 // SetTyping is PUT /rooms/{roomId}/typing/{userId}: userID must be joined
 // to the room. timeout is capped by Options.MaxTypingTimeout.
 func (s *Service) SetTyping(ctx context.Context, userID, roomID string, isTyping bool, timeout time.Duration) error {
@@ -67,7 +71,9 @@ func (s *Service) SetTyping(ctx context.Context, userID, roomID string, isTyping
 	}
 	if isTyping {
 		if timeout <= 0 {
-			return apierr.BadJSON("timeout is required when typing")
+			// The spec leaves timeout out only when typing stops; clients
+			// that omit it anyway get the common default.
+			timeout = defaultTypingTimeout
 		}
 		timeout = min(timeout, s.opts.MaxTypingTimeout)
 	}
