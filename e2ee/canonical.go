@@ -155,10 +155,11 @@ func encodeObject(o object) ([]byte, error) {
 // signatures is the "signatures" member: user ID → key ID → signature.
 type signatures map[string]map[string]string
 
-// signaturesOf decodes o's "signatures" member (absent: empty).
+// signaturesOf decodes o's "signatures" member (absent or null: empty;
+// clients serialise an empty signature map as null).
 func signaturesOf(o object) (signatures, error) {
 	raw, ok := o["signatures"]
-	if !ok {
+	if !ok || string(raw) == "null" {
 		return signatures{}, nil
 	}
 	var s signatures

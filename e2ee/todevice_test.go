@@ -160,7 +160,8 @@ func TestKeyBackupRules(t *testing.T) {
 		}
 		_, err := e.svc.Backup(ctx, alice.userID, "")
 		wantCode(t, "no backup", err, 404, "M_NOT_FOUND")
-		v1, err := e.svc.CreateBackup(ctx, alice.userID, BackupAlgorithm, auth)
+		// Clients serialise an empty signature map as null.
+		v1, err := e.svc.CreateBackup(ctx, alice.userID, BackupAlgorithm, json.RawMessage(fmt.Sprintf(`{"public_key":%q,"signatures":null}`, randomKey())))
 		if err != nil || v1 != "1" {
 			t.Fatalf("create: %q %v", v1, err)
 		}

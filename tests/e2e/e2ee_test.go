@@ -12,6 +12,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/crypto/backup"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -102,9 +105,10 @@ func (u *cryptoUser) syncOnce(t *testing.T, since string) *mautrix.RespSync {
 // received is a room message as the client decrypted it (err when it
 // could not).
 type received struct {
-	sender id.UserID
-	body   string
-	err    error
+	sender  id.UserID
+	body    string
+	session id.SessionID
+	err     error
 }
 
 // sync runs one /sync and processes it as a client does: room state into
@@ -147,16 +151,17 @@ func (u *cryptoUser) process(t *testing.T, resp *mautrix.RespSync) []received {
 		if _, leaked := evt.Content.Raw["body"]; leaked {
 			t.Fatalf("%s: an encrypted event carries a plaintext body", u.UserID)
 		}
+		session := evt.Content.AsEncrypted().SessionID
 		dec, err := u.mach.DecryptMegolmEvent(ctx, evt)
 		if err != nil {
-			out = append(out, received{sender: evt.Sender, err: err})
+			out = append(out, received{sender: evt.Sender, session: session, err: err})
 			continue
 		}
 		if dec.Content.Parsed == nil {
 			_ = dec.Content.ParseRaw(dec.Type)
 		}
 		msg := dec.Content.AsMessage()
-		out = append(out, received{sender: dec.Sender, body: msg.Body})
+		out = append(out, received{sender: dec.Sender, body: msg.Body, session: session})
 	}
 	u.since = resp.NextBatch
 	return out
@@ -203,26 +208,12 @@ func TestEndToEndEncryption(t *testing.T) {
 		var roomID id.RoomID
 
 		step(t, "encrypted room", func(t *testing.T) {
-			room, err := alice.c.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-				Preset: "private_chat", Invite: []id.UserID{bob.UserID},
-				InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
-					Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1},
-				}}},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := bob.c.JoinRoomByID(ctx, room.RoomID); err != nil {
-				t.Fatal(err)
-			}
-			alice.sync(t)
-			bob.sync(t)
+			roomID = encryptedRoom(t, alice, bob)
 			for _, u := range []*cryptoUser{alice, bob} {
-				if enc, _ := u.state.IsEncrypted(ctx, room.RoomID); !enc {
+				if enc, _ := u.state.IsEncrypted(ctx, roomID); !enc {
 					t.Fatalf("%s does not see the room as encrypted", u.UserID)
 				}
 			}
-			roomID = room.RoomID
 		})
 
 		step(t, "alice to bob, room key survives a restart until acknowledged", func(t *testing.T) {
@@ -318,4 +309,151 @@ func syncUntil(t *testing.T, u *cryptoUser, done func(*mautrix.RespSync) bool) s
 	}
 	t.Fatalf("%s: the expected sync response never came", u.UserID)
 	return ""
+}
+
+// encryptedRoom has alice create an encrypted room and bob join it, both
+// synced.
+func encryptedRoom(t *testing.T, alice, bob *cryptoUser) id.RoomID {
+	t.Helper()
+	ctx := context.Background()
+	room, err := alice.c.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset: "private_chat", Invite: []id.UserID{bob.UserID},
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	alice.sync(t)
+	bob.sync(t)
+	return room.RoomID
+}
+
+func TestCrossSigningAndKeyBackup(t *testing.T) {
+	perEngine(t, func(t *testing.T, engine string) {
+		srv := testserver.Start(t, testserver.Options{Engine: engine})
+		ctx := context.Background()
+		alice, bob := newCryptoUser(t, srv, "alice"), newCryptoUser(t, srv, "bob")
+		uiaCalls := 0
+		reauth := func(resp *mautrix.RespUserInteractive) interface{} {
+			uiaCalls++
+			return map[string]any{"type": "m.login.password", "session": resp.Session, "password": alice.password,
+				"identifier": map[string]any{"type": "m.id.user", "user": string(alice.UserID)}}
+		}
+
+		step(t, "cross-signing chain verifies for another user", func(t *testing.T) {
+			keys, err := alice.mach.GenerateCrossSigningKeys()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := alice.mach.PublishCrossSigningKeys(ctx, keys, reauth); err != nil {
+				t.Fatalf("first upload: %v", err)
+			}
+			if uiaCalls != 0 {
+				t.Fatalf("the first upload asked for a password (%d times)", uiaCalls)
+			}
+			if err := alice.mach.SignOwnDevice(ctx, alice.mach.OwnIdentity()); err != nil {
+				t.Fatalf("sign own device: %v", err)
+			}
+			devices, err := bob.mach.FetchKeys(ctx, []id.UserID{alice.UserID}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := devices[alice.UserID][alice.DeviceID]
+			if dev == nil {
+				t.Fatalf("bob sees no device of alice: %v", devices)
+			}
+			// device ← self-signing key ← master key, all checked by bob's
+			// client from what the server returned.
+			if trust, err := bob.mach.ResolveTrustContext(ctx, dev); err != nil || trust != id.TrustStateCrossSignedTOFU {
+				t.Fatalf("trust in alice's device: %s %v, want cross-signed (TOFU)", trust, err)
+			}
+			// Replacing the keys needs the password again.
+			keys2, err := alice.mach.GenerateCrossSigningKeys()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := alice.mach.PublishCrossSigningKeys(ctx, keys2, reauth); err != nil {
+				t.Fatalf("replacement: %v", err)
+			}
+			if uiaCalls != 1 {
+				t.Fatalf("replacing cross-signing keys asked for the password %d times, want once", uiaCalls)
+			}
+			master, err := bob.c.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{alice.UserID: {}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			newMaster := keys2.MasterKey.PublicKey()
+			if got := master.MasterKeys[alice.UserID].Keys[id.NewKeyID(id.KeyAlgorithmEd25519, newMaster.String())]; got != newMaster {
+				t.Fatalf("bob sees master key %v, want the replacement", master.MasterKeys[alice.UserID].Keys)
+			}
+		})
+
+		step(t, "a new device restores history from the key backup", func(t *testing.T) {
+			roomID := encryptedRoom(t, alice, bob)
+			alice.sendEncrypted(t, roomID, "Bella: x-ray clear")
+			msgs := bob.sync(t)
+			if len(msgs) != 1 || msgs[0].err != nil {
+				t.Fatalf("bob: %+v", msgs)
+			}
+			sessionID := msgs[0].session
+
+			backupKey, err := backup.NewMegolmBackupKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			version, err := bob.c.CreateKeyBackupVersion(ctx, &mautrix.ReqRoomKeysVersionCreate[backup.MegolmAuthData]{
+				Algorithm: id.KeyBackupAlgorithmMegolmBackupV1,
+				AuthData:  backup.MegolmAuthData{PublicKey: id.Ed25519(base64.RawStdEncoding.EncodeToString(backupKey.PublicKey().Bytes()))},
+			})
+			if err != nil {
+				t.Fatalf("create backup: %v", err)
+			}
+			sess, err := bob.mach.CryptoStore.GetGroupSession(ctx, roomID, sessionID)
+			if err != nil || sess == nil {
+				t.Fatalf("bob's inbound session: %v", err)
+			}
+			first := sess.Internal.FirstKnownIndex()
+			exported, err := sess.Internal.Export(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			encrypted, err := backup.EncryptSessionData(backupKey, backup.MegolmSessionData{
+				Algorithm: id.AlgorithmMegolmV1, SenderKey: sess.SenderKey, SessionKey: string(exported),
+				SenderClaimedKeys: backup.SenderClaimedKeys{Ed25519: sess.SigningKey},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := json.Marshal(encrypted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			up, err := bob.c.PutKeysInBackupForRoomAndSession(ctx, version.Version, roomID, sessionID,
+				&mautrix.ReqKeyBackupData{FirstMessageIndex: int(first), SessionData: data})
+			if err != nil || up.Count != 1 {
+				t.Fatalf("back up the session: %+v %v", up, err)
+			}
+
+			// A new device of bob's cannot read the message until it restores
+			// the backup with the backup key; then it can.
+			bob3 := startCrypto(t, srv, login(t, srv, "bob", bob.password, "restored device"))
+			if got, err := bob3.mach.DownloadAndStoreLatestKeyBackup(ctx, backupKey); err != nil || got != version.Version {
+				t.Fatalf("restore: version %q %v", got, err)
+			}
+			var restored []string
+			for _, m := range bob3.sync(t) {
+				if m.err == nil {
+					restored = append(restored, m.body)
+				}
+			}
+			if !slices.Equal(restored, []string{"Bella: x-ray clear"}) {
+				t.Fatalf("restored device decrypted %q", restored)
+			}
+		})
+	})
 }
