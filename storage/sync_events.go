@@ -456,3 +456,12 @@ func (s *Sync) CurrentStateOfTypes(ctx context.Context, roomNIDs []int64, types 
 	}
 	return evs, nil
 }
+
+// JoinedUsersIn lists the users joined to any of the rooms.
+func (s *Sync) JoinedUsersIn(ctx context.Context, roomNIDs []int64) ([]string, error) {
+	if len(roomNIDs) == 0 {
+		return nil, nil
+	}
+	return s.userList(ctx, `SELECT DISTINCT user_id FROM room_members WHERE membership = 'join'
+		AND room_nid IN (`+placeholders(1, len(roomNIDs))+`)`, int64Args(roomNIDs)...)
+}

@@ -82,3 +82,19 @@ func (s *Sync) presenceList(ctx context.Context, query string, args ...any) ([]P
 	}
 	return out, rows.Err()
 }
+
+// PresenceOfUsers reads the stored presence of the given users (those who
+// never had one are absent).
+func (s *Sync) PresenceOfUsers(ctx context.Context, userIDs []string) ([]Presence, error) {
+	var out []Presence
+	for start := 0; start < len(userIDs); start += 500 {
+		chunk := userIDs[start:min(start+500, len(userIDs))]
+		ps, err := s.presenceList(ctx, `SELECT user_id, state, status_msg, last_active_ts, stream_pos FROM presence
+			WHERE user_id IN (`+placeholders(1, len(chunk))+`) ORDER BY user_id`, stringArgs(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
+}

@@ -222,6 +222,9 @@ func TestSyncEventReads(t *testing.T) {
 		if users, err := s.JoinedUsers(ctx, "!one:hs"); err != nil || !slices.Equal(sorted(users), []string{"@a:hs", "@b:hs"}) {
 			t.Errorf("JoinedUsers = %v, %v", users, err)
 		}
+		if users, err := s.JoinedUsersIn(ctx, []int64{1, 2}); err != nil || !slices.Equal(sorted(users), []string{"@a:hs", "@b:hs"}) {
+			t.Errorf("JoinedUsersIn = %v, %v", users, err)
+		}
 		if users, err := s.UsersSharingRooms(ctx, "@a:hs"); err != nil || !slices.Equal(sorted(users), []string{"@a:hs", "@b:hs"}) {
 			t.Errorf("UsersSharingRooms = %v, %v", users, err)
 		}
@@ -362,6 +365,9 @@ func TestSyncAccountDataReceiptsPresence(t *testing.T) {
 		}
 		if ps, _ := s.PresenceSince(ctx, "@c:hs", 0, 10); len(ps) != 1 || ps[0].UserID != "@c:hs" {
 			t.Fatalf("PresenceSince(@c) = %+v", ps)
+		}
+		if ps, err := s.PresenceOfUsers(ctx, []string{"@b:hs", "@z:hs", "@a:hs"}); err != nil || len(ps) != 2 || ps[0].UserID != "@a:hs" {
+			t.Fatalf("PresenceOfUsers = %+v, %v", ps, err)
 		}
 		on, err := s.PresenceNotOffline(ctx)
 		if err != nil || len(on) != 2 {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"slices"
 
+	"github.com/tidwall/gjson"
+
 	"myelin/roomserver"
 	"myelin/storage"
 )
@@ -257,22 +259,46 @@ func (b *builder) accountData(ctx context.Context) error {
 	return nil
 }
 
-// presence adds the presence of the user and of users sharing a room.
+// presence adds the presence of the user and of users sharing a room
+// that changed since the last sync, and — whatever its age — the presence
+// of users who newly share a room with the user: every member of a room
+// the user joined, and members who joined one of the user's rooms.
 func (b *builder) presence(ctx context.Context) error {
 	pf := b.filter.Presence
 	if !pf.allowsType("m.presence") {
 		return nil
 	}
+	var rows []storage.Presence
 	var since int64
 	if b.since != nil {
 		since = b.since.Presence
-		if since >= b.cur.Presence {
-			return nil
+	}
+	if b.since == nil || since < b.cur.Presence {
+		var err error
+		if rows, err = b.s.store.PresenceSince(ctx, b.req.UserID, since, b.cur.Presence); err != nil {
+			return err
 		}
 	}
-	rows, err := b.s.store.PresenceSince(ctx, b.req.UserID, since, b.cur.Presence)
-	if err != nil {
-		return err
+	if b.since != nil {
+		extra, err := b.newlySharing(ctx)
+		if err != nil {
+			return err
+		}
+		if len(extra) > 0 {
+			more, err := b.s.store.PresenceOfUsers(ctx, extra)
+			if err != nil {
+				return err
+			}
+			seen := map[string]bool{}
+			for _, p := range rows {
+				seen[p.UserID] = true
+			}
+			for _, p := range more {
+				if !seen[p.UserID] && p.StreamPos <= b.cur.Presence {
+					rows = append(rows, p)
+				}
+			}
+		}
 	}
 	limit := pf.limit(maxEventLimit)
 	for _, p := range rows {
@@ -285,6 +311,44 @@ func (b *builder) presence(ctx context.Context) error {
 		b.resp.Presence.Events = append(b.resp.Presence.Events, b.s.presence.event(p))
 	}
 	return nil
+}
+
+// newlySharing lists the users who came to share a room with the user in
+// this sync's window: the members of rooms the user newly joined, and
+// users whose join is among a joined room's new events.
+func (b *builder) newlySharing(ctx context.Context) ([]string, error) {
+	var fresh []int64
+	users := map[string]bool{}
+	for _, r := range b.results {
+		if r.section != "join" {
+			continue
+		}
+		if r.m.EventNID > b.since.Events {
+			fresh = append(fresh, r.m.RoomNID)
+			continue
+		}
+		for _, row := range r.rows {
+			if row.Type == "m.room.member" && row.StateKey != nil && *row.StateKey != b.req.UserID &&
+				gjson.GetBytes(row.JSON, "content.membership").Str == "join" {
+				users[*row.StateKey] = true
+			}
+		}
+	}
+	members, err := b.s.store.JoinedUsersIn(ctx, fresh)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range members {
+		if u != b.req.UserID {
+			users[u] = true
+		}
+	}
+	out := make([]string, 0, len(users))
+	for u := range users {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // toDeviceLimit bounds the to-device messages of one response; the rest

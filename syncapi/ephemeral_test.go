@@ -361,3 +361,33 @@ func TestPresence(t *testing.T) {
 		<-looped
 	})
 }
+
+// TestPresenceOfNewRoomMates: an incremental sync carries the presence of
+// users who newly share a room with the syncing user, however old it is.
+func TestPresenceOfNewRoomMates(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		ctx := ctxT(t)
+		alice, bob, carol := user("alice"), user("bob"), user("carol")
+		for _, u := range []string{alice, bob, carol} {
+			if err := e.sync.SetPresence(ctx, u, "online", sp(u+" here")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		has := func(r syncResp, u string) bool {
+			return slices.ContainsFunc(r.Presence.Events, func(c clientEvent) bool { return c.Sender == u })
+		}
+		room := e.room(alice, "Kennel")
+		bobSince := e.do(Request{UserID: bob, SetPresence: "offline"}).NextBatch
+		aliceSince := e.do(Request{UserID: alice, SetPresence: "offline"}).NextBatch
+		e.join(room, bob)
+		// Bob joined: he gets alice's presence; alice gets bob's.
+		if r := e.do(Request{UserID: bob, Since: bobSince, SetPresence: "offline"}); !has(r, alice) || has(r, carol) {
+			t.Fatalf("bob's presence after joining: %+v", r.Presence.Events)
+		} else if again := e.do(Request{UserID: bob, Since: r.NextBatch, SetPresence: "offline"}); len(again.Presence.Events) != 0 {
+			t.Fatalf("presence repeated: %+v", again.Presence.Events)
+		}
+		if r := e.do(Request{UserID: alice, Since: aliceSince, SetPresence: "offline"}); !has(r, bob) || has(r, carol) {
+			t.Fatalf("alice's presence after bob joined: %+v", r.Presence.Events)
+		}
+	})
+}
