@@ -17,6 +17,7 @@ import (
 var allowed = map[string][]string{
 	"config":     {},
 	"practice":   {},
+	"pushrules":  {},
 	"internal":   {},
 	"storage":    {"practice"},
 	"account":    {"storage", "config"},
@@ -25,8 +26,11 @@ var allowed = map[string][]string{
 	"e2ee":       {"storage", "roomserver", "config"},
 	"federation": {"roomserver", "config"},
 	"appservice": {"roomserver", "account", "config"},
-	"clientapi":  {"account", "roomserver", "syncapi", "e2ee", "practice", "config"},
-	"bridges":    {"appservice", "practice", "config"},
+	"clientapi":  {"account", "roomserver", "syncapi", "e2ee", "practice", "config", "pushrules", "notifications"},
+	// notifications evaluates push rules on new events and keeps unread
+	// counts and the notification list.
+	"notifications": {"pushrules", "storage", "roomserver", "config"},
+	"bridges":       {"appservice", "practice", "config"},
 	// The composition root and black-box tests may import everything.
 	"cmd":   nil,
 	"tests": nil,

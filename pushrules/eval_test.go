@@ -1,0 +1,205 @@
+package pushrules
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+const alice = "@alice:example.org"
+
+func ev(t testing.TB, js string) *Event {
+	t.Helper()
+	e, err := NewEvent([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func msg(body string, extra string) string {
+	b, _ := json.Marshal(body)
+	return fmt.Sprintf(`{"type":"m.room.message","sender":"@bob:example.org","room_id":"!r:example.org","content":{"msgtype":"m.text","body":%s%s}}`, b, extra)
+}
+
+func TestDefaultRules(t *testing.T) {
+	group := &Room{MemberCount: 5, SenderPower: 0}
+	dm := &Room{MemberCount: 2}
+	mod := &Room{MemberCount: 5, SenderPower: 50}
+	tests := []struct {
+		name      string
+		event     string
+		room      *Room
+		rule      string
+		notify    bool
+		highlight bool
+	}{
+		{"plain message in group", msg("hello", ""), group, ".m.rule.message", true, false},
+		{"message in DM", msg("hello", ""), dm, ".m.rule.room_one_to_one", true, false},
+		{"encrypted in DM", `{"type":"m.room.encrypted","sender":"@bob:example.org","content":{"ciphertext":"x"}}`, dm, ".m.rule.encrypted_room_one_to_one", true, false},
+		{"encrypted in group", `{"type":"m.room.encrypted","sender":"@bob:example.org","content":{"ciphertext":"x"}}`, group, ".m.rule.encrypted", true, false},
+		{"notice suppressed", `{"type":"m.room.message","sender":"@bob:example.org","content":{"msgtype":"m.notice","body":"bot"}}`, group, ".m.rule.suppress_notices", false, false},
+		{"invite for me", `{"type":"m.room.member","state_key":"@alice:example.org","sender":"@bob:example.org","content":{"membership":"invite"}}`, group, ".m.rule.invite_for_me", true, false},
+		{"invite for someone else", `{"type":"m.room.member","state_key":"@carol:example.org","sender":"@bob:example.org","content":{"membership":"invite"}}`, group, ".m.rule.member_event", false, false},
+		{"join", `{"type":"m.room.member","state_key":"@bob:example.org","sender":"@bob:example.org","content":{"membership":"join"}}`, group, ".m.rule.member_event", false, false},
+		{"user mention", msg("hi", `,"m.mentions":{"user_ids":["@alice:example.org"]}`), group, ".m.rule.is_user_mention", true, true},
+		{"other user's mention", msg("hi", `,"m.mentions":{"user_ids":["@carol:example.org"]}`), group, ".m.rule.message", true, false},
+		{"name in body is no mention (legacy rules removed)", msg("alice: hi", `,"m.mentions":{}`), group, ".m.rule.message", true, false},
+		{"room mention by moderator", msg("@room", `,"m.mentions":{"room":true}`), mod, ".m.rule.is_room_mention", true, true},
+		{"room mention without power", msg("@room", `,"m.mentions":{"room":true}`), group, ".m.rule.message", true, false},
+		{"room mention as string is not true", msg("@room", `,"m.mentions":{"room":"true"}`), mod, ".m.rule.message", true, false},
+		{"tombstone", `{"type":"m.room.tombstone","state_key":"","sender":"@bob:example.org","content":{"body":"moved"}}`, group, ".m.rule.tombstone", true, true},
+		{"tombstone with state key is not the rule", `{"type":"m.room.tombstone","state_key":"x","sender":"@bob:example.org","content":{}}`, group, "", false, false},
+		{"reaction", `{"type":"m.reaction","sender":"@bob:example.org","content":{"m.relates_to":{"rel_type":"m.annotation","event_id":"$x","key":"👍"}}}`, group, ".m.rule.reaction", false, false},
+		{"server acl", `{"type":"m.room.server_acl","state_key":"","sender":"@bob:example.org","content":{}}`, group, ".m.rule.room.server_acl", false, false},
+		{"edit", msg("* fixed", `,"m.relates_to":{"rel_type":"m.replace","event_id":"$x"}`), group, ".m.rule.suppress_edits", false, false},
+		{"call", `{"type":"m.call.invite","sender":"@bob:example.org","content":{}}`, group, ".m.rule.call", true, false},
+		{"topic change matches nothing", `{"type":"m.room.topic","state_key":"","sender":"@bob:example.org","content":{"topic":"x"}}`, group, "", false, false},
+	}
+	e := Compile((&UserRules{}).Effective(alice))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := e.Evaluate(ev(t, tc.event), tc.room, "Alice")
+			if got.RuleID != tc.rule || got.Notify != tc.notify || got.Highlight != tc.highlight {
+				t.Fatalf("got rule %q notify %v highlight %v; want %q %v %v", got.RuleID, got.Notify, got.Highlight, tc.rule, tc.notify, tc.highlight)
+			}
+		})
+	}
+}
+
+func TestMasterRuleSilencesEverything(t *testing.T) {
+	u := &UserRules{}
+	if err := u.SetEnabled(alice, KindOverride, MasterRuleID, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Put(KindOverride, "mine", NewRule{Actions: json.RawMessage(`["notify"]`)}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	got := Compile(u.Effective(alice)).Evaluate(ev(t, msg("x", `,"m.mentions":{"user_ids":["@alice:example.org"]}`)), &Room{MemberCount: 2}, "")
+	if got.RuleID != MasterRuleID || got.Notify {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestGlobsAndConditions(t *testing.T) {
+	p := func(s string) *string { return &s }
+	tests := []struct {
+		name  string
+		cond  Condition
+		event string
+		room  Room
+		want  bool
+	}{
+		{"glob star case-insensitive", Condition{Kind: CondEventMatch, Key: "content.topic", Pattern: p("lunc?*")}, `{"content":{"topic":"LUNCH"}}`, Room{}, true},
+		{"glob must match whole value", Condition{Kind: CondEventMatch, Key: "content.topic", Pattern: p("lunc?*")}, `{"content":{"topic":" lunch"}}`, Room{}, false},
+		{"? needs a character", Condition{Kind: CondEventMatch, Key: "content.topic", Pattern: p("lunc?*")}, `{"content":{"topic":"lunc"}}`, Room{}, false},
+		{"non-string never matches *", Condition{Kind: CondEventMatch, Key: "content.topic", Pattern: p("*")}, `{"content":{"topic":null}}`, Room{}, false},
+		{"absent never matches *", Condition{Kind: CondEventMatch, Key: "content.topic", Pattern: p("*")}, `{"content":{}}`, Room{}, false},
+		{"body word boundaries", Condition{Kind: CondEventMatch, Key: "content.body", Pattern: p("ex*ple")}, `{"content":{"body":"An exciting triple-whammy"}}`, Room{}, true},
+		{"body literal at boundary", Condition{Kind: CondEventMatch, Key: "content.body", Pattern: p("cake")}, `{"content":{"body":"the CAKE!"}}`, Room{}, true},
+		{"body literal inside word", Condition{Kind: CondEventMatch, Key: "content.body", Pattern: p("cake")}, `{"content":{"body":"cupcakes"}}`, Room{}, false},
+		{"escaped dot path", Condition{Kind: CondEventPropertyIs, Key: `content.m\.federate`, Value: json.RawMessage(`true`)}, `{"content":{"m.federate":true}}`, Room{}, true},
+		{"is: no casting", Condition{Kind: CondEventPropertyIs, Key: `content.m\.federate`, Value: json.RawMessage(`true`)}, `{"content":{"m.federate":"true"}}`, Room{}, false},
+		{"is: integer", Condition{Kind: CondEventPropertyIs, Key: "content.n", Value: json.RawMessage(`1`)}, `{"content":{"n":1}}`, Room{}, true},
+		{"is: null", Condition{Kind: CondEventPropertyIs, Key: "content.n", Value: json.RawMessage(`null`)}, `{"content":{"n":null}}`, Room{}, true},
+		{"contains exact element", Condition{Kind: CondEventPropertyContains, Key: "content.alt_aliases", Value: json.RawMessage(`"#a:x"`)}, `{"content":{"alt_aliases":["#b:x","#a:x"]}}`, Room{}, true},
+		{"contains: partial is no match", Condition{Kind: CondEventPropertyContains, Key: "content.alt_aliases", Value: json.RawMessage(`":x"`)}, `{"content":{"alt_aliases":["#a:x"]}}`, Room{}, false},
+		{"display name at boundary", Condition{Kind: CondContainsDisplayName}, `{"content":{"body":"hey alice, lunch?"}}`, Room{}, true},
+		{"display name inside word", Condition{Kind: CondContainsDisplayName}, `{"content":{"body":"malice"}}`, Room{}, false},
+		{"member count ==", Condition{Kind: CondRoomMemberCount, Is: "2"}, `{}`, Room{MemberCount: 2}, true},
+		{"member count >", Condition{Kind: CondRoomMemberCount, Is: ">2"}, `{}`, Room{MemberCount: 2}, false},
+		{"member count <=", Condition{Kind: CondRoomMemberCount, Is: "<=3"}, `{}`, Room{MemberCount: 3}, true},
+		{"member count malformed", Condition{Kind: CondRoomMemberCount, Is: "two"}, `{}`, Room{MemberCount: 2}, false},
+		{"notification permission custom level", Condition{Kind: CondSenderNotifPermission, Key: "room"}, `{}`, Room{SenderPower: 10, NotificationLevels: map[string]int64{"room": 10}}, true},
+		{"unknown condition never matches", Condition{Kind: "org.example.magic"}, `{}`, Room{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := compileCond(tc.cond)
+			if got := cc.holds(ev(t, tc.event), &tc.room, "Alice"); got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUserRulesCRUD(t *testing.T) {
+	u := &UserRules{}
+	put := func(id, before, after string) error {
+		return u.Put(KindContent, id, NewRule{Actions: json.RawMessage(`["notify",{"set_tweak":"highlight"}]`), Pattern: ptr(id)}, before, after)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := put(id, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put("c", "", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("d", "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range u.Effective(alice).Content {
+		ids = append(ids, r.RuleID)
+	}
+	if fmt.Sprint(ids) != "[d b c a]" {
+		t.Fatalf("order %v", ids)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		fn   func() error
+	}{
+		{"default id refused", ErrInvalid, func() error { return put(".m.rule.x", "", "") }},
+		{"slash refused", ErrInvalid, func() error { return put("a/b", "", "") }},
+		{"relative to default", ErrInvalid, func() error { return put("e", ".m.rule.message", "") }},
+		{"relative to missing", ErrNotFound, func() error { return put("e", "zzz", "") }},
+		{"missing pattern", ErrInvalid, func() error { return u.Put(KindContent, "e", NewRule{Actions: json.RawMessage(`[]`)}, "", "") }},
+		{"bad actions", ErrInvalid, func() error { return u.Put(KindRoom, "!r:x", NewRule{Actions: json.RawMessage(`[1]`)}, "", "") }},
+		{"delete default", ErrInvalid, func() error { return u.Delete(KindOverride, ".m.rule.master") }},
+		{"delete missing", ErrNotFound, func() error { return u.Delete(KindContent, "zzz") }},
+		{"enable missing default", ErrNotFound, func() error { return u.SetEnabled(alice, KindContent, ".m.rule.nope", true) }},
+	} {
+		if err := tc.fn(); err == nil || !errorsIs(err, tc.err) {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	if err := u.SetActions(alice, KindUnderride, ".m.rule.message", json.RawMessage(`["dont_notify"]`)); err != nil {
+		t.Fatal(err)
+	}
+	eff := u.Effective(alice)
+	r := eff.Find(KindUnderride, ".m.rule.message")
+	if len(r.Actions) != 0 {
+		t.Fatalf("actions %v", r.Actions)
+	}
+	got := Compile(u.Effective(alice)).Evaluate(ev(t, msg("the b thing", "")), &Room{MemberCount: 5}, "")
+	if got.RuleID != "b" || !got.Highlight {
+		t.Fatalf("content rule: %+v", got)
+	}
+	b, _ := json.Marshal(u)
+	u2, err := ParseUserRules(b)
+	if err != nil || len(u2.Effective(alice).Content) != 4 || u2.Effective(alice).Content[0].Kind != KindContent {
+		t.Fatalf("round trip: %v", err)
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func BenchmarkEvaluateDefaultRules(b *testing.B) {
+	e := Compile((&UserRules{}).Effective(alice))
+	js := []byte(msg("good morning, could someone check the x-ray for Rex?", `,"m.mentions":{"user_ids":["@carol:example.org"]}`))
+	room := &Room{MemberCount: 12}
+	for b.Loop() {
+		evt, err := NewEvent(js)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !e.Evaluate(evt, room, "Alice").Notify {
+			b.Fatal("no notify")
+		}
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
