@@ -1,0 +1,289 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Push is the storage of push rules, notifications, pushers and the
+// notifier's durable event-log position.
+type Push struct{ db *DB }
+
+// NewPush returns the push storage on db.
+func NewPush(db *DB) *Push { return &Push{db: db} }
+
+// PushRules returns a user's stored rule changes (nil: none).
+func (p *Push) PushRules(ctx context.Context, userID string) ([]byte, error) {
+	var s string
+	err := p.db.R.QueryRowContext(ctx, `SELECT rules FROM push_rules WHERE user_id = $1`, userID).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read push rules: %w", err)
+	}
+	return []byte(s), nil
+}
+
+// PushRulesOf returns the stored rule changes of several users (users
+// without changes are absent).
+func (p *Push) PushRulesOf(ctx context.Context, userIDs []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for start := 0; start < len(userIDs); start += 500 {
+		chunk := userIDs[start:min(start+500, len(userIDs))]
+		rows, err := p.db.R.QueryContext(ctx, `SELECT user_id, rules FROM push_rules WHERE user_id IN (`+placeholders(1, len(chunk))+`)`, stringArgs(chunk)...)
+		if err != nil {
+			return nil, fmt.Errorf("read push rules: %w", err)
+		}
+		for rows.Next() {
+			var u, s string
+			if err := rows.Scan(&u, &s); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read push rules: %w", err)
+			}
+			out[u] = []byte(s)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read push rules: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// UpdatePushRules reads a user's rule changes, lets fn edit them and
+// writes the result, in one transaction; an error from fn changes nothing.
+// Callers serialise edits of one user (the notifications service does).
+func (p *Push) UpdatePushRules(ctx context.Context, userID string, fn func(old []byte) ([]byte, error)) error {
+	return p.db.Tx(ctx, func(tx *sql.Tx) error {
+		var s string
+		err := tx.QueryRowContext(ctx, `SELECT rules FROM push_rules WHERE user_id = $1`, userID).Scan(&s)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read push rules: %w", err)
+		}
+		var old []byte
+		if err == nil {
+			old = []byte(s)
+		}
+		updated, err := fn(old)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO push_rules (user_id, rules) VALUES ($1, $2)
+			ON CONFLICT (user_id) DO UPDATE SET rules = excluded.rules`, userID, string(updated)); err != nil {
+			return fmt.Errorf("write push rules: %w", err)
+		}
+		return nil
+	})
+}
+
+// ConsumerPosition returns a consumer's durable event-log position (0 and
+// false when it never committed one).
+func (p *Push) ConsumerPosition(ctx context.Context, name string) (int64, bool, error) {
+	var pos int64
+	err := p.db.R.QueryRowContext(ctx, `SELECT pos FROM consumer_positions WHERE name = $1`, name).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read consumer position: %w", err)
+	}
+	return pos, true, nil
+}
+
+// EventsAfter reads the event log (after, upTo], oldest first, at most
+// limit events, across all rooms.
+func (p *Push) EventsAfter(ctx context.Context, after, upTo int64, limit int) ([]StoredEvent, error) {
+	rows, err := p.db.R.QueryContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_nid > $1 AND event_nid <= $2 ORDER BY event_nid LIMIT $3`, after, upTo, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read event log: %w", err)
+	}
+	defer rows.Close()
+	var out []StoredEvent
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read event log: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Notification is one event that notified one user.
+type Notification struct {
+	UserID    string
+	EventNID  int64
+	RoomID    string
+	ThreadID  string // thread root event ID, or "main"
+	Highlight bool
+	Actions   []byte // JSON array
+	TS        int64
+	Read      bool // set by reads: at or before the user's read receipt
+}
+
+// StoreNotifications records a batch's notifications and advances the
+// consumer's position to pos in ONE transaction, so a restart resumes
+// after exactly what was counted. Rows already present (a batch replayed
+// after a crash between commit and memory) are kept once.
+func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int64, ns []Notification) error {
+	return p.db.Tx(ctx, func(tx *sql.Tx) error {
+		if len(ns) > 0 {
+			st, err := tx.PrepareContext(ctx, `INSERT INTO push_notifications (user_id, event_nid, room_id, thread_id, highlight, actions, ts)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, event_nid) DO NOTHING`)
+			if err != nil {
+				return fmt.Errorf("prepare notifications: %w", err)
+			}
+			defer st.Close()
+			for _, n := range ns {
+				hl := 0
+				if n.Highlight {
+					hl = 1
+				}
+				if _, err := st.ExecContext(ctx, n.UserID, n.EventNID, n.RoomID, n.ThreadID, hl, string(n.Actions), n.TS); err != nil {
+					return fmt.Errorf("store notification: %w", err)
+				}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET pos = excluded.pos`, consumer, pos); err != nil {
+			return fmt.Errorf("advance consumer position: %w", err)
+		}
+		return nil
+	})
+}
+
+// readUpToSQL is the position a user has read up to for notification n:
+// the furthest m.read or m.read.private receipt that is unthreaded or in
+// n's thread ("Marking notifications as read").
+const readUpToSQL = `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = n.room_id AND r.user_id = n.user_id
+	AND r.receipt_type IN ('m.read', 'm.read.private') AND (r.thread_id = '' OR r.thread_id = n.thread_id)), 0)`
+
+// UnreadCount is one room's (thread's) unread notification count.
+type UnreadCount struct {
+	RoomID, ThreadID         string
+	Notifications, Highlight int64
+}
+
+// UnreadCounts returns userID's unread counts in roomIDs per room and
+// thread (threads with nothing unread are absent).
+func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string) ([]UnreadCount, error) {
+	if len(roomIDs) == 0 {
+		return nil, nil
+	}
+	args := append([]any{userID}, stringArgs(roomIDs)...)
+	rows, err := p.db.R.QueryContext(ctx, `SELECT n.room_id, n.thread_id, COUNT(*), SUM(n.highlight) FROM push_notifications n
+		WHERE n.user_id = $1 AND n.room_id IN (`+placeholders(2, len(roomIDs))+`) AND n.event_nid > `+readUpToSQL+`
+		GROUP BY n.room_id, n.thread_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read unread counts: %w", err)
+	}
+	defer rows.Close()
+	var out []UnreadCount
+	for rows.Next() {
+		var c UnreadCount
+		if err := rows.Scan(&c.RoomID, &c.ThreadID, &c.Notifications, &c.Highlight); err != nil {
+			return nil, fmt.Errorf("read unread counts: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Notifications lists userID's notifications newest first, those before
+// position before (0: from the newest), at most limit, optionally only
+// highlights.
+func (p *Push) Notifications(ctx context.Context, userID string, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
+	q := `SELECT n.event_nid, n.room_id, n.thread_id, n.highlight, n.actions, n.ts, ` + readUpToSQL + `
+		FROM push_notifications n WHERE n.user_id = $1`
+	args := []any{userID}
+	if before > 0 {
+		args = append(args, before)
+		q += fmt.Sprintf(` AND n.event_nid < $%d`, len(args))
+	}
+	if onlyHighlight {
+		q += ` AND n.highlight = 1`
+	}
+	args = append(args, limit)
+	q += fmt.Sprintf(` ORDER BY n.event_nid DESC LIMIT $%d`, len(args))
+	rows, err := p.db.R.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		n := Notification{UserID: userID}
+		var hl int
+		var acts string
+		var readPos int64
+		if err := rows.Scan(&n.EventNID, &n.RoomID, &n.ThreadID, &hl, &acts, &n.TS, &readPos); err != nil {
+			return nil, fmt.Errorf("read notifications: %w", err)
+		}
+		n.Highlight, n.Actions, n.Read = hl == 1, []byte(acts), n.EventNID <= readPos
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Pusher is one registered pusher.
+type Pusher struct {
+	UserID, AppID, PushKey, Kind                  string
+	AppDisplayName, DeviceDisplayName, ProfileTag string
+	Lang                                          string
+	Data                                          []byte // JSON object
+	CreatedTS                                     int64
+}
+
+// SetPusher adds or replaces the user's pusher for (app_id, pushkey). With
+// appendOthers false, other users' pushers with the same app_id and
+// pushkey are removed (the spec's append=false).
+func (p *Push) SetPusher(ctx context.Context, ps Pusher, appendOthers bool) error {
+	return p.db.Tx(ctx, func(tx *sql.Tx) error {
+		if !appendOthers {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3`, ps.AppID, ps.PushKey, ps.UserID); err != nil {
+				return fmt.Errorf("replace pushers: %w", err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (app_id, pushkey, user_id) DO UPDATE SET kind = excluded.kind, app_display_name = excluded.app_display_name,
+				device_display_name = excluded.device_display_name, profile_tag = excluded.profile_tag, lang = excluded.lang, data = excluded.data`,
+			ps.UserID, ps.AppID, ps.PushKey, ps.Kind, ps.AppDisplayName, ps.DeviceDisplayName, ps.ProfileTag, ps.Lang, string(ps.Data), ps.CreatedTS)
+		if err != nil {
+			return fmt.Errorf("store pusher: %w", err)
+		}
+		return nil
+	})
+}
+
+// DeletePusher removes the user's pusher for (app_id, pushkey), if any.
+func (p *Push) DeletePusher(ctx context.Context, userID, appID, pushKey string) error {
+	if _, err := p.db.W.ExecContext(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, userID, appID, pushKey); err != nil {
+		return fmt.Errorf("delete pusher: %w", err)
+	}
+	return nil
+}
+
+// Pushers lists a user's pushers, oldest first.
+func (p *Push) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
+	rows, err := p.db.R.QueryContext(ctx, `SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts
+		FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id, pushkey`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("read pushers: %w", err)
+	}
+	defer rows.Close()
+	var out []Pusher
+	for rows.Next() {
+		ps := Pusher{UserID: userID}
+		var data string
+		if err := rows.Scan(&ps.AppID, &ps.PushKey, &ps.Kind, &ps.AppDisplayName, &ps.DeviceDisplayName, &ps.ProfileTag, &ps.Lang, &data, &ps.CreatedTS); err != nil {
+			return nil, fmt.Errorf("read pushers: %w", err)
+		}
+		ps.Data = []byte(data)
+		out = append(out, ps)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,103 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"myelin/storage"
+)
+
+func TestPushStorage(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		p := storage.NewPush(db)
+		if pos, ok, err := p.ConsumerPosition(ctx, "push"); err != nil || ok || pos != 0 {
+			t.Fatalf("fresh position %d %v %v", pos, ok, err)
+		}
+		n := func(nid int64, thread string, hl bool) storage.Notification {
+			return storage.Notification{UserID: "@a:hs", EventNID: nid, RoomID: "!r:hs", ThreadID: thread, Highlight: hl, Actions: []byte(`["notify"]`), TS: nid}
+		}
+		batch := []storage.Notification{n(1, "main", false), n(2, "main", true), n(3, "$t", false), n(4, "$t", true), n(5, "main", false)}
+		if err := p.StoreNotifications(ctx, "push", 5, batch); err != nil {
+			t.Fatal(err)
+		}
+		// A replayed batch counts nothing twice.
+		if err := p.StoreNotifications(ctx, "push", 5, batch[:2]); err != nil {
+			t.Fatal(err)
+		}
+		if pos, ok, _ := p.ConsumerPosition(ctx, "push"); pos != 5 || !ok {
+			t.Fatalf("position %d %v", pos, ok)
+		}
+		counts := func() string {
+			t.Helper()
+			cs, err := p.UnreadCounts(ctx, "@a:hs", []string{"!r:hs", "!other:hs"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]string{}
+			for _, c := range cs {
+				m[c.ThreadID] = fmt.Sprintf("%d/%d", c.Notifications, c.Highlight)
+			}
+			return fmt.Sprint(m)
+		}
+		if got := counts(); got != "map[$t:2/1 main:3/1]" {
+			t.Fatalf("counts %s", got)
+		}
+		receipt := func(typ, thread string, pos int64) {
+			t.Helper()
+			if _, err := db.W.ExecContext(ctx, `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+				VALUES ('!r:hs', $1, '@a:hs', $2, 'x', $3, 0, $3) ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_pos = excluded.event_pos`, typ, thread, pos); err != nil {
+				t.Fatal(err)
+			}
+		}
+		receipt("m.read.private", "main", 2) // main thread read up to 2
+		if got := counts(); got != "map[$t:2/1 main:1/0]" {
+			t.Fatalf("after threaded receipt %s", got)
+		}
+		receipt("m.read", "", 3) // unthreaded: everything up to 3
+		if got := counts(); got != "map[$t:1/1 main:1/0]" {
+			t.Fatalf("after unthreaded receipt %s", got)
+		}
+		list, err := p.Notifications(ctx, "@a:hs", 0, 2, false)
+		if err != nil || len(list) != 2 || list[0].EventNID != 5 || list[1].EventNID != 4 || list[0].Read || list[1].Read {
+			t.Fatalf("list %+v %v", list, err)
+		}
+		list, _ = p.Notifications(ctx, "@a:hs", 4, 10, true)
+		if len(list) != 1 || list[0].EventNID != 2 || !list[0].Read {
+			t.Fatalf("highlights before 4: %+v", list)
+		}
+		// Pushers: append=false takes the pushkey from other users.
+		ps := storage.Pusher{UserID: "@a:hs", AppID: "app", PushKey: "k", Kind: "http", Data: []byte(`{"url":"https://x/_matrix/push/v1/notify"}`), CreatedTS: 1}
+		if err := p.SetPusher(ctx, ps, true); err != nil {
+			t.Fatal(err)
+		}
+		ps.UserID, ps.Lang = "@b:hs", "en"
+		if err := p.SetPusher(ctx, ps, false); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := p.Pushers(ctx, "@a:hs"); len(a) != 0 {
+			t.Fatalf("a's pusher survived append=false: %+v", a)
+		}
+		if b, _ := p.Pushers(ctx, "@b:hs"); len(b) != 1 || b[0].Lang != "en" {
+			t.Fatalf("b's pushers %+v", b)
+		}
+		if err := p.DeletePusher(ctx, "@b:hs", "app", "k"); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := p.Pushers(ctx, "@b:hs"); len(b) != 0 {
+			t.Fatalf("not deleted: %+v", b)
+		}
+		// Rules: an error from the edit changes nothing.
+		if err := p.UpdatePushRules(ctx, "@a:hs", func(old []byte) ([]byte, error) { return []byte(`{"v":1}`), nil }); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.UpdatePushRules(ctx, "@a:hs", func(old []byte) ([]byte, error) { return nil, fmt.Errorf("refused") })
+		if r, _ := p.PushRules(ctx, "@a:hs"); string(r) != `{"v":1}` {
+			t.Fatalf("rules %s", r)
+		}
+		if m, _ := p.PushRulesOf(ctx, []string{"@a:hs", "@b:hs"}); len(m) != 1 {
+			t.Fatalf("rules of %v", m)
+		}
+	})
+}
