@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,8 +140,29 @@ func start() {
 		return
 	}
 	dataDir = dir
+	watchParent(tmp, dir)
 	baseDSN = fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", port)
 	startErr = ping(baseDSN)
+}
+
+// watchParent stops the cluster when this test binary dies without reaching
+// Stop (a go test timeout, a panic in another goroutine, a kill): a detached
+// shell polls for our PID and then stops PostgreSQL and removes its files.
+func watchParent(tmp, dir string) {
+	pgctl := filepath.Join(BinDir, "pg_ctl")
+	stop := fmt.Sprintf("%s -D %s -m immediate stop", pgctl, dir)
+	if os.Geteuid() == 0 {
+		stop = "runuser -u postgres -- " + stop
+	}
+	script := fmt.Sprintf("while kill -0 %d 2>/dev/null; do sleep 2; done; if [ -d %s ]; then %s >/dev/null 2>&1; rm -rf %s; fi",
+		os.Getpid(), dir, stop, tmp)
+	cmd := exec.Command("sh", "-c", script)
+	// Its own process group, so a signal to the test's group does not take
+	// the watchdog with it before it has cleaned up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err == nil {
+		go func() { _ = cmd.Wait() }()
+	}
 }
 
 func ping(dsn string) error {
