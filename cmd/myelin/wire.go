@@ -12,6 +12,7 @@ import (
 	"myelin/e2ee"
 	"myelin/internal/httpapi"
 	"myelin/internal/serverkeys"
+	"myelin/notifications"
 	"myelin/roomserver"
 	"myelin/storage"
 	"myelin/syncapi"
@@ -74,7 +75,19 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 			slog.Error("closing the roomserver", "err", err)
 		}
 	})
-	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms,
+	// Push rules: evaluates each new event for the room's local members and
+	// keeps unread counts and the notification list.
+	notif, err := notifications.New(notifications.Options{DB: db, Rooms: rooms, ServerName: cfg.ServerName})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("notifications: %w", err)
+	}
+	a.closers = append(a.closers, func() {
+		if err := notif.Close(); err != nil {
+			slog.Error("closing notifications", "err", err)
+		}
+	})
+	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms, Unread: unreadCounter{notif},
 		// The E2EE sections of /sync: to-device messages, device-list
 		// changes, one-time and fallback key counts.
 		ToDevice: e2eeSvc.ToDeviceInbox(), DeviceLists: deviceListTracker{e2eeSvc.DeviceLists()}, Keys: e2eeSvc,
@@ -84,6 +97,7 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 		return nil, fmt.Errorf("syncapi: %w", err)
 	}
 	e2eeSvc.SetWaker(syncSvc.Wake)
+	notif.SetWake(syncSvc.Wake)
 	// Closing the sync API answers every parked long-poll at once; it runs
 	// when shutdown begins (and again, harmlessly, with the closers, which
 	// run in reverse: before the roomserver).

@@ -1,0 +1,184 @@
+package notifications
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"myelin/pushrules"
+	"myelin/roomserver"
+	"myelin/storage"
+)
+
+// Counts are one room's (or thread's) unread notification counts.
+type Counts struct {
+	Highlight    int64
+	Notification int64
+	Threads      map[string]Counts // thread root → counts (only when asked)
+}
+
+// catchUpWait bounds how long a count read waits for the consumer to
+// reach the events already committed: the spec wants an event's count in
+// the same /sync response as the event, and the consumer is normally a
+// few milliseconds behind.
+const catchUpWait = time.Second
+
+// UnreadCounts returns userID's unread counts in roomIDs. It first waits
+// (briefly) until every event committed so far has been evaluated. With
+// threads, each room's own counts cover the main timeline and Threads the
+// rest; without, a room's counts include its threads.
+func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []string, threads bool) (map[string]Counts, error) {
+	wctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	s.committed.wait(wctx, s.rooms.Notifier().Position())
+	cancel()
+	rows, err := s.store.UnreadCounts(ctx, userID, roomIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Counts{}
+	for _, r := range rows {
+		c := out[r.RoomID]
+		if threads && r.ThreadID != "main" {
+			if c.Threads == nil {
+				c.Threads = map[string]Counts{}
+			}
+			c.Threads[r.ThreadID] = Counts{Highlight: r.Highlight, Notification: r.Notifications}
+		} else {
+			c.Highlight += r.Highlight
+			c.Notification += r.Notifications
+		}
+		out[r.RoomID] = c
+	}
+	return out, nil
+}
+
+// Rules returns userID's effective push rules.
+func (s *Service) Rules(ctx context.Context, userID string) (pushrules.Ruleset, error) {
+	b, err := s.store.PushRules(ctx, userID)
+	if err != nil {
+		return pushrules.Ruleset{}, err
+	}
+	u, err := pushrules.ParseUserRules(b)
+	if err != nil {
+		return pushrules.Ruleset{}, err
+	}
+	return u.Effective(userID), nil
+}
+
+// EditRules applies fn to userID's rules in one transaction; an error
+// from fn (pushrules.ErrInvalid, ErrNotFound) changes nothing. The next
+// event evaluated for the user uses the new rules.
+func (s *Service) EditRules(ctx context.Context, userID string, fn func(*pushrules.UserRules) error) error {
+	s.editMu.Lock()
+	defer s.editMu.Unlock()
+	err := s.store.UpdatePushRules(ctx, userID, func(old []byte) ([]byte, error) {
+		u, err := pushrules.ParseUserRules(old)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(u); err != nil {
+			return nil, err
+		}
+		return json.Marshal(u)
+	})
+	if err != nil {
+		return err
+	}
+	s.rulesMu.Lock()
+	delete(s.evaluators, userID)
+	s.rulesMu.Unlock()
+	return nil
+}
+
+// Notification is one entry of GET /notifications.
+type Notification struct {
+	Actions    json.RawMessage         `json:"actions"`
+	Event      *roomserver.ClientEvent `json:"event"`
+	ProfileTag string                  `json:"profile_tag,omitempty"`
+	Read       bool                    `json:"read"`
+	RoomID     string                  `json:"room_id"`
+	TS         int64                   `json:"ts"`
+}
+
+// NotificationPage is the response of GET /notifications.
+type NotificationPage struct {
+	NextToken     string         `json:"next_token,omitempty"`
+	Notifications []Notification `json:"notifications"`
+}
+
+// ErrBadToken is a from token this service did not issue.
+var ErrBadToken = fmt.Errorf("invalid from token")
+
+// Notifications lists userID's notifications, newest first, starting
+// before from (a next_token; "" for the newest).
+func (s *Service) Notifications(ctx context.Context, viewer roomserver.Viewer, from string, limit int, onlyHighlight bool) (*NotificationPage, error) {
+	var before int64
+	if from != "" {
+		v, err := strconv.ParseInt(from, 10, 64)
+		if err != nil || v <= 0 {
+			return nil, ErrBadToken
+		}
+		before = v
+	}
+	rows, err := s.store.Notifications(ctx, viewer.UserID, before, limit, onlyHighlight)
+	if err != nil {
+		return nil, err
+	}
+	page := &NotificationPage{Notifications: []Notification{}}
+	if len(rows) == 0 {
+		return page, nil
+	}
+	nids := make([]int64, len(rows))
+	for i, r := range rows {
+		nids[i] = r.EventNID
+	}
+	stored, err := s.sync.EventsByNID(ctx, nids)
+	if err != nil {
+		return nil, fmt.Errorf("read notified events: %w", err)
+	}
+	byNID := map[int64]storage.StoredEvent{}
+	for _, e := range stored {
+		byNID[e.NID] = e
+	}
+	ordered := make([]storage.StoredEvent, 0, len(rows))
+	kept := make([]storage.Notification, 0, len(rows))
+	for _, r := range rows {
+		if e, ok := byNID[r.EventNID]; ok {
+			ordered = append(ordered, e)
+			kept = append(kept, r)
+		}
+	}
+	events, err := s.rooms.EventsFromLog(ctx, ordered, nil)
+	if err != nil {
+		return nil, err
+	}
+	client, err := s.rooms.ClientEvents(ctx, events, viewer)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range kept {
+		page.Notifications = append(page.Notifications, Notification{Actions: r.Actions, Event: &client[i], Read: r.Read, RoomID: r.RoomID, TS: r.TS})
+	}
+	if len(rows) == limit {
+		page.NextToken = strconv.FormatInt(rows[len(rows)-1].EventNID, 10)
+	}
+	return page, nil
+}
+
+// Pushers lists userID's pushers.
+func (s *Service) Pushers(ctx context.Context, userID string) ([]storage.Pusher, error) {
+	return s.store.Pushers(ctx, userID)
+}
+
+// SetPusher stores a pusher (validated by the caller); appendOthers false
+// removes other users' pushers with the same app_id and pushkey.
+func (s *Service) SetPusher(ctx context.Context, p storage.Pusher, appendOthers bool) error {
+	return s.store.SetPusher(ctx, p, appendOthers)
+}
+
+// DeletePusher removes userID's pusher for (appID, pushKey).
+func (s *Service) DeletePusher(ctx context.Context, userID, appID, pushKey string) error {
+	return s.store.DeletePusher(ctx, userID, appID, pushKey)
+}

@@ -1,0 +1,357 @@
+// Package notifications owns what push rules produce: a durable consumer
+// of the event log that evaluates every new event for each local member of
+// its room (except the sender) with that member's push rules, and stores
+// the resulting notifications — with its own event-log position — in one
+// transaction per batch; unread counts for /sync; the notification list
+// (/notifications); users' push rules (/pushrules) and pushers (/pushers).
+//
+// It sits beside syncapi, not inside it: it needs the roomserver's event
+// log and the storage, and syncapi reads its counts through the small
+// UnreadCounter interface syncapi declares (adapted in cmd/myelin).
+// Evaluation itself is the pure pushrules package. See README.md.
+package notifications
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"myelin/pushrules"
+	"myelin/roomserver"
+	"myelin/storage"
+)
+
+// consumerName keys this consumer's position in consumer_positions.
+const consumerName = "notifications"
+
+// Options configure a Service. DB, Rooms and ServerName are required.
+type Options struct {
+	DB         *storage.DB
+	Rooms      *roomserver.Service
+	ServerName string
+	// Wake is called with the users whose counts changed, after the commit
+	// (syncapi.Service.Wake), so their long-polls return with the counts.
+	Wake func(userIDs ...string)
+	// BatchSize bounds the events evaluated per transaction (500 if 0).
+	BatchSize int
+	Logger    *slog.Logger
+}
+
+// Service is the notifications component.
+type Service struct {
+	opts  Options
+	store *storage.Push
+	sync  *storage.Sync
+	rooms *roomserver.Service
+	log   *slog.Logger
+
+	committed *position
+
+	rulesMu    sync.Mutex
+	evaluators map[string]*pushrules.Evaluator // per user, dropped on edit
+	editMu     sync.Mutex                      // serialises rule edits
+
+	states *stateCache
+	wake   atomic.Pointer[func(userIDs ...string)]
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New starts the consumer at its stored position. A database that never
+// had one starts at the current end of the event log: history from before
+// this component existed notifies nobody.
+func New(opts Options) (*Service, error) {
+	if opts.DB == nil || opts.Rooms == nil || opts.ServerName == "" {
+		return nil, errors.New("notifications: DB, Rooms and ServerName are required")
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 500
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Service{
+		opts: opts, store: storage.NewPush(opts.DB), sync: storage.NewSync(opts.DB), rooms: opts.Rooms,
+		log: opts.Logger.With("component", "notifications"), evaluators: map[string]*pushrules.Evaluator{},
+		states: newStateCache(256), done: make(chan struct{}),
+	}
+	ctx := context.Background()
+	pos, ok, err := s.store.ConsumerPosition(ctx, consumerName)
+	if err != nil {
+		return nil, fmt.Errorf("notifications: %w", err)
+	}
+	if !ok {
+		pos = opts.Rooms.Notifier().Position()
+		if err := s.store.StoreNotifications(ctx, consumerName, pos, nil); err != nil {
+			return nil, fmt.Errorf("notifications: %w", err)
+		}
+	}
+	s.committed = newPosition(pos)
+	if opts.Wake != nil {
+		s.SetWake(opts.Wake)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.run(runCtx, pos)
+	return s, nil
+}
+
+// SetWake sets the function told which users' counts changed (for a
+// sync service built after this one).
+func (s *Service) SetWake(fn func(userIDs ...string)) { s.wake.Store(&fn) }
+
+// Close stops the consumer after its current batch (committed or not: an
+// uncommitted batch is evaluated again at the next start).
+func (s *Service) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// Position is the event-log position whose notifications are committed.
+func (s *Service) Position() int64 { return s.committed.get() }
+
+func (s *Service) run(ctx context.Context, pos int64) {
+	defer close(s.done)
+	notifier := s.rooms.Notifier()
+	for {
+		upTo, err := notifier.Wait(ctx, pos)
+		if err != nil {
+			return
+		}
+		next, err := s.processBatch(ctx, pos, upTo)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// The batch is retried: nothing of it was committed.
+			s.log.Error("evaluating push rules", "err", err, "after", pos)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		pos = next
+	}
+}
+
+// processBatch evaluates events (after, upTo] (at most a batch) and commits
+// their notifications with the new position; it returns that position.
+func (s *Service) processBatch(ctx context.Context, after, upTo int64) (int64, error) {
+	rows, err := s.store.EventsAfter(ctx, after, upTo, s.opts.BatchSize)
+	if err != nil {
+		return after, err
+	}
+	next := upTo
+	if len(rows) == s.opts.BatchSize {
+		next = rows[len(rows)-1].NID
+	}
+	var ns []storage.Notification
+	woken := map[string]bool{}
+	if len(rows) > 0 {
+		ns, err = s.evaluate(ctx, rows)
+		if err != nil {
+			return after, err
+		}
+	}
+	if err := s.store.StoreNotifications(ctx, consumerName, next, ns); err != nil {
+		return after, err
+	}
+	s.committed.advance(next)
+	if wake := s.wake.Load(); wake != nil && len(ns) > 0 {
+		var users []string
+		for _, n := range ns {
+			if !woken[n.UserID] {
+				woken[n.UserID] = true
+				users = append(users, n.UserID)
+			}
+		}
+		(*wake)(users...)
+	}
+	return next, nil
+}
+
+// pushEvent is the part of an event push rules look at, in client form.
+type pushEvent struct {
+	Type     string          `json:"type"`
+	StateKey *string         `json:"state_key,omitempty"`
+	Sender   string          `json:"sender"`
+	RoomID   string          `json:"room_id"`
+	EventID  string          `json:"event_id"`
+	Content  json.RawMessage `json:"content"`
+}
+
+func (s *Service) local(userID string) bool {
+	return strings.HasSuffix(userID, ":"+s.opts.ServerName)
+}
+
+func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) ([]storage.Notification, error) {
+	events, err := s.rooms.EventsFromLog(ctx, rows, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	groups := make([]int64, 0, len(rows))
+	for _, r := range rows {
+		groups = append(groups, r.StateGroup)
+	}
+	states, err := s.roomStates(ctx, groups)
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.Notification
+	for i, e := range events {
+		if e.Redacted() {
+			continue
+		}
+		st := states[rows[i].StateGroup]
+		if st == nil {
+			continue
+		}
+		recipients := make([]string, 0, len(st.members))
+		for u := range st.members {
+			if u != e.Sender {
+				recipients = append(recipients, u)
+			}
+		}
+		invitee := ""
+		if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey != e.Sender && s.local(*e.StateKey) {
+			var c struct {
+				Membership string `json:"membership"`
+			}
+			if json.Unmarshal(e.Content, &c) == nil && c.Membership == "invite" {
+				invitee = *e.StateKey
+				recipients = append(recipients, invitee)
+			}
+		}
+		if len(recipients) == 0 {
+			continue
+		}
+		js, err := json.Marshal(pushEvent{Type: e.Type, StateKey: e.StateKey, Sender: e.Sender, RoomID: e.RoomID, EventID: e.EventID, Content: e.Content})
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		pev, err := pushrules.NewEvent(js)
+		if err != nil {
+			continue // content that is not an object cannot match any rule
+		}
+		room := &pushrules.Room{MemberCount: st.joined, SenderPower: st.power(e.Sender), NotificationLevels: st.notifLevels}
+		evals, err := s.evaluatorsFor(ctx, recipients)
+		if err != nil {
+			return nil, err
+		}
+		thread := threadOf(pev)
+		for _, u := range recipients {
+			res := evals[u].Evaluate(pev, room, st.members[u])
+			if !res.Notify {
+				continue
+			}
+			acts, err := json.Marshal(res.Actions)
+			if err != nil {
+				return nil, fmt.Errorf("encode actions: %w", err)
+			}
+			out = append(out, storage.Notification{UserID: u, EventNID: e.Position, RoomID: e.RoomID, ThreadID: thread,
+				Highlight: res.Highlight, Actions: acts, TS: e.OriginServerTS})
+		}
+	}
+	return out, nil
+}
+
+// threadOf is the thread an event counts in: the root of an m.thread
+// relation, else the main timeline. NOTSPEC: relations to events inside a
+// thread (a reaction to a threaded reply) are not followed to the thread;
+// the default rules do not notify for those anyway.
+func threadOf(ev *pushrules.Event) string {
+	if rel, _ := ev.String(`content.m\.relates_to.rel_type`); rel == "m.thread" {
+		if root, ok := ev.String(`content.m\.relates_to.event_id`); ok && root != "" {
+			return root
+		}
+	}
+	return "main"
+}
+
+// evaluatorsFor returns each user's compiled rules, loading the missing
+// ones in one query.
+func (s *Service) evaluatorsFor(ctx context.Context, users []string) (map[string]*pushrules.Evaluator, error) {
+	out := make(map[string]*pushrules.Evaluator, len(users))
+	var missing []string
+	s.rulesMu.Lock()
+	for _, u := range users {
+		if e, ok := s.evaluators[u]; ok {
+			out[u] = e
+		} else {
+			missing = append(missing, u)
+		}
+	}
+	s.rulesMu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	stored, err := s.store.PushRulesOf(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	s.rulesMu.Lock()
+	defer s.rulesMu.Unlock()
+	for _, u := range missing {
+		ur, err := pushrules.ParseUserRules(stored[u])
+		if err != nil {
+			s.log.Error("stored push rules unreadable; using defaults", "err", err)
+			ur = &pushrules.UserRules{}
+		}
+		e := pushrules.Compile(ur.Effective(u))
+		s.evaluators[u] = e
+		out[u] = e
+	}
+	return out, nil
+}
+
+// position is a committed position that readers can wait for.
+type position struct {
+	mu  sync.Mutex
+	pos int64
+	ch  chan struct{}
+}
+
+func newPosition(p int64) *position { return &position{pos: p, ch: make(chan struct{})} }
+
+func (p *position) get() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pos
+}
+
+func (p *position) advance(to int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if to > p.pos {
+		p.pos = to
+		close(p.ch)
+		p.ch = make(chan struct{})
+	}
+}
+
+// wait returns once the position reaches at or ctx ends.
+func (p *position) wait(ctx context.Context, at int64) bool {
+	for {
+		p.mu.Lock()
+		pos, ch := p.pos, p.ch
+		p.mu.Unlock()
+		if pos >= at {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
