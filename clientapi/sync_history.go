@@ -17,23 +17,13 @@ func (sa *syncAPI) messages(w http.ResponseWriter, r *http.Request, c *account.C
 		return err
 	}
 	q := r.URL.Query()
-	var backwards bool
-	switch q.Get("dir") {
-	case "b":
-		backwards = true
-	case "f":
-	case "":
-		return apierr.MissingParam("dir is required")
-	default:
-		return apierr.InvalidParam("dir must be b or f")
-	}
 	limit, err := queryInt(r, "limit", -1)
 	if err != nil {
 		return err
 	}
 	resp, err := sa.sync.Messages(r.Context(), syncapi.MessagesRequest{
 		UserID: c.UserID, DeviceID: c.DeviceID, RoomID: roomID, From: q.Get("from"), To: q.Get("to"),
-		Backwards: backwards, Limit: int(min(limit, 1<<20)), Filter: q.Get("filter"),
+		Dir: q.Get("dir"), Limit: int(min(limit, 1<<20)), Filter: q.Get("filter"),
 	})
 	if err != nil {
 		return err

@@ -196,7 +196,7 @@ func TestSyncEndpointsBadInput(t *testing.T) {
 			{"sync inline filter not JSON", "GET", v3 + "/sync?filter=" + url.QueryEscape("{x"), aliceTok, nil, 400, "M_NOT_JSON"},
 			{"filter for another user", "POST", ap(bob, "/filter"), aliceTok, map[string]any{}, 403, "M_FORBIDDEN"},
 			{"filter not JSON", "POST", ap(alice, "/filter"), aliceTok, "{x", 400, "M_NOT_JSON"},
-			{"filter bad limit", "POST", ap(alice, "/filter"), aliceTok, map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 0}}}, 400, "M_BAD_JSON"},
+			{"filter bad limit", "POST", ap(alice, "/filter"), aliceTok, map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": -1}}}, 400, "M_BAD_JSON"},
 			{"unknown filter", "GET", ap(alice, "/filter/12"), aliceTok, nil, 404, "M_NOT_FOUND"},
 			{"another user's filter", "GET", ap(bob, "/filter/1"), aliceTok, nil, 403, "M_FORBIDDEN"},
 			{"messages without dir", "GET", roomPath(room, "/messages"), aliceTok, nil, 400, "M_MISSING_PARAM"},

@@ -421,25 +421,32 @@ func (s *Sync) userList(ctx context.Context, query string, args ...any) ([]strin
 	return out, rows.Err()
 }
 
+// RoomMembership is a user's current membership in a room.
+type RoomMembership struct {
+	Membership string // "leave" when the user never had one
+	EventNID   int64  // the membership event's position (0: never)
+	Forgotten  bool
+}
+
 // MembershipIn returns userID's current membership in a room (by Matrix
-// room ID) and the membership event's position; "leave" and 0 when the
-// user never had one. ErrNotFound if the room is unknown.
-func (s *Sync) MembershipIn(ctx context.Context, roomID, userID string) (string, int64, error) {
+// room ID). ErrNotFound if the room is unknown.
+func (s *Sync) MembershipIn(ctx context.Context, roomID, userID string) (RoomMembership, error) {
 	var nid int64
 	var m sql.NullString
 	var pos sql.NullInt64
-	err := s.db.R.QueryRowContext(ctx, `SELECT r.room_nid, m.membership, m.event_nid FROM rooms r
-		LEFT JOIN room_members m ON m.room_nid = r.room_nid AND m.user_id = $2 WHERE r.room_id = $1`, roomID, userID).Scan(&nid, &m, &pos)
+	var forgotten sql.NullBool
+	err := s.db.R.QueryRowContext(ctx, `SELECT r.room_nid, m.membership, m.event_nid, m.forgotten FROM rooms r
+		LEFT JOIN room_members m ON m.room_nid = r.room_nid AND m.user_id = $2 WHERE r.room_id = $1`, roomID, userID).Scan(&nid, &m, &pos, &forgotten)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", 0, ErrNotFound
+		return RoomMembership{}, ErrNotFound
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("read membership: %w", err)
+		return RoomMembership{}, fmt.Errorf("read membership: %w", err)
 	}
 	if !m.Valid {
-		return "leave", 0, nil
+		return RoomMembership{Membership: "leave"}, nil
 	}
-	return m.String, pos.Int64, nil
+	return RoomMembership{Membership: m.String, EventNID: pos.Int64, Forgotten: forgotten.Bool}, nil
 }
 
 // CurrentStateOfTypes returns the current state events of the given types

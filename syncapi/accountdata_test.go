@@ -123,10 +123,10 @@ func TestIgnoredUsers(t *testing.T) {
 		if b := bodies(tl); !slices.Equal(b, []string{"hello", "bye"}) {
 			t.Fatalf("timeline bodies = %v", b)
 		}
-		if !slices.ContainsFunc(tl, func(c clientEvent) bool { return c.EventID == topic }) {
+		if !slices.ContainsFunc(tl, func(c testEvent) bool { return c.EventID == topic }) {
 			t.Fatal("an ignored user's state event disappeared")
 		}
-		msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, Backwards: true, Limit: 50})
+		msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, Dir: "b", Limit: 50})
 		if err != nil {
 			t.Fatal(err)
 		}

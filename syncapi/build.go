@@ -147,10 +147,11 @@ func (b *builder) plan(ctx context.Context) error {
 			}
 		case "leave", "ban":
 			switch {
-			case m.Forgotten:
-			case initial && b.rf.IncludeLeave:
+			case initial && b.rf.IncludeLeave && !m.Forgotten:
 				b.add(m, "leave", 0, m.EventNID, true)
 			case !initial && m.EventNID > b.since.Events:
+				// Even when forgotten since: the client's other devices
+				// must learn that the user left.
 				b.add(m, "leave", b.since.Events, m.EventNID, false)
 			}
 		}
@@ -264,7 +265,7 @@ func (b *builder) pickTimeline(ctx context.Context, r *roomResult, page []storag
 	slices.Reverse(picked)
 	r.timeline = picked
 	if len(picked) == 0 {
-		r.gap = len(r.rows) > 0
+		r.gap = len(r.rows) > 0 || r.limited
 	} else {
 		first := picked[0].Position
 		r.gap = r.limited || slices.ContainsFunc(r.rows, func(row storage.StoredEvent) bool { return row.NID < first })

@@ -2,6 +2,7 @@ package syncapi
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	"myelin/roomserver"
@@ -50,7 +51,8 @@ type roomState struct {
 // client needs. Two or three queries for all rooms together.
 func (b *builder) states(ctx context.Context) error {
 	plans := make([]*roomState, len(b.results))
-	var needEnd, needSince []int64
+	needEnd := map[int64][]int64{} // window end → rooms
+	var needSince []int64
 	for i, r := range b.results {
 		p := &roomState{}
 		plans[i] = p
@@ -82,16 +84,23 @@ func (b *builder) states(ctx context.Context) error {
 			}
 		}
 		if p.needEnd {
-			needEnd = append(needEnd, r.m.RoomNID)
+			needEnd[r.window.UpTo] = append(needEnd[r.window.UpTo], r.m.RoomNID)
 		}
 		p.lazyRes = b.lazy && !p.diff
 	}
-	ends, err := b.s.store.LastEventsAtOrBefore(ctx, needEnd, b.cur.Events)
-	if err != nil {
-		return err
+	// Joined rooms' windows all end at the response's position; a left
+	// room's ends at its departure.
+	ends := map[int64]storage.StoredEvent{}
+	for upTo, rooms := range needEnd {
+		got, err := b.s.store.LastEventsAtOrBefore(ctx, rooms, upTo)
+		if err != nil {
+			return err
+		}
+		maps.Copy(ends, got)
 	}
 	var sinces map[int64]storage.StoredEvent
 	if len(needSince) > 0 {
+		var err error
 		if sinces, err = b.s.store.LastEventsAtOrBefore(ctx, needSince, b.sinceEvents()); err != nil {
 			return err
 		}

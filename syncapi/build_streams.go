@@ -25,12 +25,23 @@ func (b *builder) render(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mem, err := b.s.viewerMemberships(ctx, b.req.UserID, all,
+		func(e *roomserver.Event) int64 { return b.stored[e.Position].StateGroup },
+		func(roomID string) (string, int64) {
+			if r := b.byRoom[roomID]; r != nil {
+				return r.m.Membership, r.m.EventNID
+			}
+			return "", 0
+		})
+	if err != nil {
+		return err
+	}
 	format := newEventFormat(b.filter, false)
 	i := 0
 	next := func(evs []*roomserver.Event) []json.RawMessage {
 		out := make([]json.RawMessage, len(evs))
 		for j, e := range evs {
-			out[j] = format.render(ces[i], e)
+			out[j] = format.render(ces[i], e, mem[e.Position])
 			i++
 		}
 		return out

@@ -116,7 +116,7 @@ func TestReceiptsAndReadMarkers(t *testing.T) {
 		}
 		inc := e.do(Request{UserID: bob, Since: bobSince})
 		j := inc.Rooms.Join[room]
-		if !slices.ContainsFunc(j.AccountData.Events, func(c clientEvent) bool { return c.Type == "m.fully_read" }) {
+		if !slices.ContainsFunc(j.AccountData.Events, func(c testEvent) bool { return c.Type == "m.fully_read" }) {
 			t.Fatalf("m.fully_read not synced: %+v", j.AccountData)
 		}
 		if got := receiptsIn(t, j)["m.read "+bob]; got != reply {
@@ -374,7 +374,7 @@ func TestPresenceOfNewRoomMates(t *testing.T) {
 			}
 		}
 		has := func(r syncResp, u string) bool {
-			return slices.ContainsFunc(r.Presence.Events, func(c clientEvent) bool { return c.Sender == u })
+			return slices.ContainsFunc(r.Presence.Events, func(c testEvent) bool { return c.Sender == u })
 		}
 		room := e.room(alice, "Kennel")
 		bobSince := e.do(Request{UserID: bob, SetPresence: "offline"}).NextBatch

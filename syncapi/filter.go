@@ -126,8 +126,11 @@ func (e *EventFilter) validate(name string) error {
 	if e == nil {
 		return nil
 	}
-	if e.Limit != nil && *e.Limit <= 0 {
-		return fmt.Errorf("%s.limit must be greater than 0", name)
+	// NOTSPEC: the spec asks clients for a limit above 0; 0 is accepted
+	// (clients and Complement use it to ask for state without a timeline)
+	// and means no events.
+	if e.Limit != nil && *e.Limit < 0 {
+		return fmt.Errorf("%s.limit must not be negative", name)
 	}
 	for _, s := range slicesConcat(e.Senders, e.NotSenders) {
 		if !strings.HasPrefix(s, "@") || len(s) > 255 {

@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 	code := pgtest.Main(m)
 	if code == 0 {
 		// Typing and presence timers must all be gone after Close.
-		if err := goleak.Find(goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener")); err != nil {
+		if err := goleak.Find(goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+			// pgtest's watchdog for its throwaway cluster lives until exit.
+			goleak.IgnoreAnyFunction("myelin/internal/pgtest.watchParent.func1")); err != nil {
 			os.Stderr.WriteString("goroutine leak: " + err.Error() + "\n")
 			code = 1
 		}
@@ -212,12 +214,12 @@ type syncResp struct {
 		Leave  map[string]roomResp `json:"leave"`
 		Invite map[string]struct {
 			InviteState struct {
-				Events []clientEvent `json:"events"`
+				Events []testEvent `json:"events"`
 			} `json:"invite_state"`
 		} `json:"invite"`
 		Knock map[string]struct {
 			KnockState struct {
-				Events []clientEvent `json:"events"`
+				Events []testEvent `json:"events"`
 			} `json:"knock_state"`
 		} `json:"knock"`
 	} `json:"rooms"`
@@ -233,7 +235,7 @@ type syncResp struct {
 }
 
 type batch struct {
-	Events []clientEvent `json:"events"`
+	Events []testEvent `json:"events"`
 }
 
 type roomResp struct {
@@ -245,9 +247,9 @@ type roomResp struct {
 	State      *batch `json:"state"`
 	StateAfter *batch `json:"state_after"`
 	Timeline   struct {
-		Events    []clientEvent `json:"events"`
-		Limited   bool          `json:"limited"`
-		PrevBatch string        `json:"prev_batch"`
+		Events    []testEvent `json:"events"`
+		Limited   bool        `json:"limited"`
+		PrevBatch string      `json:"prev_batch"`
 	} `json:"timeline"`
 	Ephemeral   batch `json:"ephemeral"`
 	AccountData batch `json:"account_data"`
@@ -257,7 +259,7 @@ type roomResp struct {
 	} `json:"unread_notifications"`
 }
 
-type clientEvent struct {
+type testEvent struct {
 	EventID  string          `json:"event_id"`
 	RoomID   string          `json:"room_id"`
 	Type     string          `json:"type"`
@@ -267,7 +269,7 @@ type clientEvent struct {
 	Unsigned json.RawMessage `json:"unsigned"`
 }
 
-func (c clientEvent) body() string {
+func (c testEvent) body() string {
 	var b struct {
 		Body string `json:"body"`
 	}
@@ -275,7 +277,7 @@ func (c clientEvent) body() string {
 	return b.Body
 }
 
-func bodies(evs []clientEvent) []string {
+func bodies(evs []testEvent) []string {
 	var out []string
 	for _, e := range evs {
 		if e.Type == "m.room.message" {
@@ -285,7 +287,7 @@ func bodies(evs []clientEvent) []string {
 	return out
 }
 
-func types(evs []clientEvent) []string {
+func types(evs []testEvent) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.Type)
@@ -294,7 +296,7 @@ func types(evs []clientEvent) []string {
 }
 
 // memberKeys lists the state keys of the member events in evs, sorted.
-func memberKeys(evs []clientEvent) []string {
+func memberKeys(evs []testEvent) []string {
 	out := []string{}
 	for _, e := range evs {
 		if e.Type == "m.room.member" && e.StateKey != nil {

@@ -48,13 +48,18 @@ func (s *Service) roomAccess(ctx context.Context, userID, roomID string) (access
 		}
 		return access{}, err
 	}
-	m, pos, err := s.membership(ctx, roomID, userID)
+	mem, err := s.membership(ctx, roomID, userID)
 	if err != nil {
 		return access{}, err
 	}
+	m, pos := mem.Membership, mem.EventNID
 	a := access{roomNID: nid, membership: m, memberPos: pos, upTo: math.MaxInt64}
 	if m == "join" {
 		return a, nil
+	}
+	if mem.Forgotten {
+		// A forgotten room's history is gone for the user ("Leaving rooms").
+		return access{}, apierr.Forbidden("you have forgotten this room")
 	}
 	room, err := s.rooms.Room(ctx, roomID)
 	if err != nil {
@@ -177,7 +182,7 @@ func (h *historyScan) visible(ctx context.Context, evs []*roomserver.Event) ([]b
 type MessagesRequest struct {
 	UserID, DeviceID, RoomID string
 	From, To                 string // tokens; "" for none
-	Backwards                bool   // dir=b
+	Dir                      string // "b" or "f"
 	Limit                    int    // < 0: the default
 	Filter                   string // inline RoomEventFilter JSON
 }
@@ -194,6 +199,22 @@ type MessagesResponse struct {
 // newest/oldest event the user may see when from is empty), in either
 // direction, stopping at to.
 func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesResponse, error) {
+	// Access first: a user who may not read the room learns nothing more
+	// from the other parameters' errors.
+	a, err := s.roomAccess(ctx, req.UserID, req.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	var backwards bool
+	switch req.Dir {
+	case "b":
+		backwards = true
+	case "f":
+	case "":
+		return nil, apierr.MissingParam("dir is required")
+	default:
+		return nil, apierr.InvalidParam("dir must be b or f")
+	}
 	filter, err := ParseRoomEventFilter(req.Filter)
 	if err != nil {
 		return nil, err
@@ -208,7 +229,7 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 		if from, err = parsePageToken(req.From); err != nil {
 			return nil, err
 		}
-	} else if req.Backwards {
+	} else if backwards {
 		from = s.rooms.Notifier().Position()
 	}
 	toSet := req.To != ""
@@ -217,26 +238,22 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 			return nil, err
 		}
 	}
-	a, err := s.roomAccess(ctx, req.UserID, req.RoomID)
-	if err != nil {
-		return nil, err
-	}
 	ignored, err := s.ignoredUsers(ctx, req.UserID)
 	if err != nil {
 		return nil, err
 	}
 	h := &historyScan{s: s, userID: req.UserID, a: a, filter: filter, ignored: ignored, byPos: map[int64]storage.StoredEvent{}}
 	bound := int64(0)
-	if req.Backwards && toSet {
+	if backwards && toSet {
 		bound = to
 	}
-	if !req.Backwards {
+	if !backwards {
 		bound = math.MaxInt64
 		if toSet {
 			bound = to
 		}
 	}
-	evs, point, exhausted, err := h.scan(ctx, from, bound, req.Backwards, limit)
+	evs, point, exhausted, err := h.scan(ctx, from, bound, backwards, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -251,9 +268,13 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	if err != nil {
 		return nil, err
 	}
+	mem, err := h.memberships(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
 	format := newEventFormat(nil, true)
 	for i, e := range evs {
-		resp.Chunk = append(resp.Chunk, format.render(ces[i], e))
+		resp.Chunk = append(resp.Chunk, format.render(ces[i], e, mem[e.Position]))
 	}
 	if filter.lazyMembers() {
 		if resp.State, err = h.senderMembers(ctx, evs, req); err != nil {
@@ -323,9 +344,16 @@ func (h *historyScan) renderNIDs(ctx context.Context, nids []int64, filter *Room
 	format := newEventFormat(nil, true)
 	out := make([]json.RawMessage, len(evs))
 	for i, e := range evs {
-		out[i] = format.render(ces[i], e)
+		out[i] = format.render(ces[i], e, "")
 	}
 	return out, nil
+}
+
+// memberships is the viewer's membership at each event (unsigned.membership).
+func (h *historyScan) memberships(ctx context.Context, evs []*roomserver.Event) (map[int64]string, error) {
+	return h.s.viewerMemberships(ctx, h.userID, evs,
+		func(e *roomserver.Event) int64 { return h.byPos[e.Position].StateGroup },
+		func(string) (string, int64) { return h.a.membership, h.a.memberPos })
 }
 
 // ContextRequest is GET /rooms/{roomId}/context/{eventId}.
@@ -392,10 +420,19 @@ func (s *Service) Context(ctx context.Context, req ContextRequest) (*ContextResp
 	if err != nil {
 		return nil, err
 	}
+	evRow, err := s.store.EventByID(ctx, ev.EventID)
+	if err != nil {
+		return nil, err
+	}
+	h.byPos[evRow.NID] = evRow
+	mem, err := h.memberships(ctx, all)
+	if err != nil {
+		return nil, err
+	}
 	format := newEventFormat(nil, true)
 	resp := &ContextResponse{EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
 	for i, e := range all {
-		raw := format.render(ces[i], e)
+		raw := format.render(ces[i], e, mem[e.Position])
 		switch {
 		case i < len(before):
 			resp.EventsBefore = append(resp.EventsBefore, raw)
@@ -415,12 +452,7 @@ func (s *Service) Context(ctx context.Context, req ContextRequest) (*ContextResp
 	resp.Start, resp.End = pageToken(first.Position-1), pageToken(last.Position)
 
 	// State at the last event returned: the group stored with it.
-	lastRow, ok := h.byPos[last.Position]
-	if !ok {
-		if lastRow, err = s.store.EventByID(ctx, last.EventID); err != nil {
-			return nil, err
-		}
-	}
+	lastRow := h.byPos[last.Position]
 	var memberKeys []string
 	if filter.lazyMembers() {
 		seen := map[string]bool{}

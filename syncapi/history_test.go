@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-func decodeChunk(t testing.TB, chunk []json.RawMessage) []clientEvent {
+func decodeChunk(t testing.TB, chunk []json.RawMessage) []testEvent {
 	t.Helper()
-	out := make([]clientEvent, len(chunk))
+	out := make([]testEvent, len(chunk))
 	for i, c := range chunk {
 		if err := json.Unmarshal(c, &out[i]); err != nil {
 			t.Fatal(err)
@@ -36,35 +36,35 @@ func TestMessages(t *testing.T) {
 			return r, bodies(decodeChunk(t, r.Chunk))
 		}
 		// Backwards from the end without from (v1.3+), 3 at a time.
-		r, got := page(MessagesRequest{Backwards: true, Limit: 3})
+		r, got := page(MessagesRequest{Dir: "b", Limit: 3})
 		if !slices.Equal(got, []string{"m6", "m5", "m4"}) || r.Start == "" || r.End == "" {
 			t.Fatalf("first page %v start %q end %q", got, r.Start, r.End)
 		}
-		r2, got := page(MessagesRequest{From: r.End, Backwards: true, Limit: 3})
+		r2, got := page(MessagesRequest{From: r.End, Dir: "b", Limit: 3})
 		if !slices.Equal(got, []string{"m3", "m2", "m1"}) || r2.Start != r.End {
 			t.Fatalf("second page %v start %q", got, r2.Start)
 		}
 		// Walk to the beginning: end disappears.
 		from := r2.End
 		for i := 0; i < 20 && from != ""; i++ {
-			rr, _ := page(MessagesRequest{From: from, Backwards: true, Limit: 3})
+			rr, _ := page(MessagesRequest{From: from, Dir: "b", Limit: 3})
 			from = rr.End
 		}
 		if from != "" {
 			t.Fatal("backwards pagination never ended")
 		}
 		// Forwards from the beginning without from, then on from end.
-		f, got := page(MessagesRequest{Limit: 100, Filter: `{"types":["m.room.message"]}`})
+		f, got := page(MessagesRequest{Dir: "f", Limit: 100, Filter: `{"types":["m.room.message"]}`})
 		if len(got) != 7 || got[0] != "m0" || f.End != "" {
 			t.Fatalf("forward %v end %q", got, f.End)
 		}
 		// Forwards from a point, bounded by to.
-		_, got = page(MessagesRequest{From: pageToken(0), To: r.End, Limit: 100, Filter: `{"types":["m.room.message"]}`})
+		_, got = page(MessagesRequest{Dir: "f", From: pageToken(0), To: r.End, Limit: 100, Filter: `{"types":["m.room.message"]}`})
 		if !slices.Equal(got, []string{"m0", "m1", "m2", "m3"}) {
 			t.Fatalf("forward to r.End = %v", got)
 		}
 		// Filter by sender, lazy members: only the senders' member events.
-		lr, got := page(MessagesRequest{Backwards: true, Limit: 100, Filter: `{"senders":["` + alice + `"],"lazy_load_members":true}`})
+		lr, got := page(MessagesRequest{Dir: "b", Limit: 100, Filter: `{"senders":["` + alice + `"],"lazy_load_members":true}`})
 		if !slices.Equal(got, []string{"m6", "m4", "m2", "m0"}) {
 			t.Fatalf("senders filter = %v", got)
 		}
@@ -76,32 +76,32 @@ func TestMessages(t *testing.T) {
 			t.Fatal("/messages event without room_id")
 		}
 		// limit 0: nothing, but a valid response.
-		if _, got := page(MessagesRequest{Backwards: true, Limit: 0}); len(got) != 0 {
+		if _, got := page(MessagesRequest{Dir: "b", Limit: 0}); len(got) != 0 {
 			t.Fatalf("limit 0 = %v", got)
 		}
 
 		// Access: a non-member and an unknown room are refused; a departed
 		// member reads up to the departure.
-		_, err := e.sync.Messages(ctx, MessagesRequest{UserID: carol, RoomID: room, Backwards: true})
+		_, err := e.sync.Messages(ctx, MessagesRequest{UserID: carol, RoomID: room, Dir: "b"})
 		wantErr(t, err, "M_FORBIDDEN", 403)
-		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: "!unknown", Backwards: true})
+		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: "!unknown", Dir: "b"})
 		wantErr(t, err, "M_FORBIDDEN", 403)
-		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, From: "bogus", Backwards: true})
+		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, From: "bogus", Dir: "b"})
 		wantErr(t, err, "M_INVALID_PARAM", 400)
-		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, Backwards: true, Filter: "{x"})
+		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, Dir: "b", Filter: "{x"})
 		wantErr(t, err, "M_NOT_JSON", 400)
 		if _, err := e.rooms.Leave(ctx, roomserverLeave(room, bob)); err != nil {
 			t.Fatal(err)
 		}
 		e.send(room, alice, "after bob left")
-		_, got = page(MessagesRequest{Backwards: true, Limit: 100})
+		_, got = page(MessagesRequest{Dir: "b", Limit: 100})
 		if slices.Contains(got, "after bob left") || !slices.Contains(got, "m6") {
 			t.Fatalf("departed member reads %v", got)
 		}
 		// World-readable rooms are readable by anyone.
 		e.state(room, alice, "m.room.history_visibility", "", map[string]any{"history_visibility": "world_readable"})
 		e.send(room, alice, "public now")
-		wr, err := e.sync.Messages(ctx, MessagesRequest{UserID: carol, RoomID: room, Backwards: true, Limit: 1})
+		wr, err := e.sync.Messages(ctx, MessagesRequest{UserID: carol, RoomID: room, Dir: "b", Limit: 1})
 		if err != nil || len(wr.Chunk) != 1 {
 			t.Fatalf("world_readable for a non-member: %v, %v", wr, err)
 		}
@@ -123,7 +123,7 @@ func TestContextAndTimestamp(t *testing.T) {
 			t.Fatal(err)
 		}
 		before, after := bodies(decodeChunk(t, c.EventsBefore)), bodies(decodeChunk(t, c.EventsAfter))
-		var ev clientEvent
+		var ev testEvent
 		_ = json.Unmarshal(c.Event, &ev)
 		if ev.EventID != ids[4] || !slices.Equal(before, []string{"c3", "c2"}) || !slices.Equal(after, []string{"c5", "c6"}) {
 			t.Fatalf("context: event %s before %v after %v", ev.EventID, before, after)
@@ -132,11 +132,11 @@ func TestContextAndTimestamp(t *testing.T) {
 			t.Fatal("context without tokens")
 		}
 		// The tokens continue where the context ends.
-		more, err := e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, From: c.End, Limit: 1})
+		more, err := e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, Dir: "f", From: c.End, Limit: 1})
 		if err != nil || bodies(decodeChunk(t, more.Chunk))[0] != "c7" {
 			t.Fatalf("after context end: %v, %v", more, err)
 		}
-		back, err := e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, From: c.Start, Backwards: true, Limit: 1})
+		back, err := e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room, From: c.Start, Dir: "b", Limit: 1})
 		if err != nil || bodies(decodeChunk(t, back.Chunk))[0] != "c1" {
 			t.Fatalf("before context start: %v, %v", back, err)
 		}

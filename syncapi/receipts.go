@@ -85,11 +85,11 @@ func (s *Service) checkJoined(ctx context.Context, roomID, userID string) error 
 	if !validRoomID(roomID) {
 		return apierr.InvalidParam("invalid room ID")
 	}
-	m, _, err := s.membership(ctx, roomID, userID)
+	m, err := s.membership(ctx, roomID, userID)
 	if err != nil {
 		return err
 	}
-	if m != "join" {
+	if m.Membership != "join" {
 		return apierr.Forbidden("you are not joined to this room")
 	}
 	return nil
@@ -97,12 +97,12 @@ func (s *Service) checkJoined(ctx context.Context, roomID, userID string) error 
 
 // membership is the user's membership in a room; M_FORBIDDEN for unknown
 // rooms (indistinguishable from rooms the user is not in).
-func (s *Service) membership(ctx context.Context, roomID, userID string) (string, int64, error) {
-	m, pos, err := s.store.MembershipIn(ctx, roomID, userID)
+func (s *Service) membership(ctx context.Context, roomID, userID string) (storage.RoomMembership, error) {
+	m, err := s.store.MembershipIn(ctx, roomID, userID)
 	if errors.Is(err, storage.ErrNotFound) {
-		return "", 0, apierr.Forbidden("you are not a member of this room")
+		return m, apierr.Forbidden("you are not a member of this room")
 	}
-	return m, pos, err
+	return m, err
 }
 
 func (s *Service) receiptEvent(ctx context.Context, roomID, eventID, userID string) (*roomserver.Event, error) {

@@ -10,17 +10,25 @@ import (
 	"myelin/roomserver"
 )
 
-// syncEvent is the spec's ClientEventWithoutRoomID: /sync lists events
-// under their room, so room_id is left out.
-type syncEvent struct {
-	Content        json.RawMessage      `json:"content"`
-	EventID        string               `json:"event_id"`
-	OriginServerTS int64                `json:"origin_server_ts"`
-	Sender         string               `json:"sender"`
-	StateKey       *string              `json:"state_key,omitempty"`
-	Type           string               `json:"type"`
-	Redacts        string               `json:"redacts,omitempty"`
-	Unsigned       *roomserver.Unsigned `json:"unsigned,omitempty"`
+// clientEvent is the spec's ClientEvent; /sync lists events under their
+// room, so there room_id is left out (ClientEventWithoutRoomID).
+type clientEvent struct {
+	Content        json.RawMessage `json:"content"`
+	EventID        string          `json:"event_id"`
+	OriginServerTS int64           `json:"origin_server_ts"`
+	RoomID         string          `json:"room_id,omitempty"`
+	Sender         string          `json:"sender"`
+	StateKey       *string         `json:"state_key,omitempty"`
+	Type           string          `json:"type"`
+	Redacts        string          `json:"redacts,omitempty"`
+	Unsigned       *unsigned       `json:"unsigned,omitempty"`
+}
+
+// unsigned adds membership (the viewer's membership at the event, spec
+// v1.11) to the roomserver's unsigned data.
+type unsigned struct {
+	*roomserver.Unsigned
+	Membership string `json:"membership,omitempty"`
 }
 
 // eventFormat renders events as a filter asks: the client format (with or
@@ -43,16 +51,22 @@ func newEventFormat(f *Filter, withRoomID bool) eventFormat {
 	return ef
 }
 
-func (ef eventFormat) render(ce roomserver.ClientEvent, e *roomserver.Event) json.RawMessage {
+// render formats one event; membership is the viewer's membership at it
+// ("" leaves it out).
+func (ef eventFormat) render(ce roomserver.ClientEvent, e *roomserver.Event, membership string) json.RawMessage {
 	var raw []byte
-	switch {
-	case ef.federation:
+	if ef.federation {
 		raw = e.JSON
-	case ef.withRoomID:
-		raw, _ = json.Marshal(ce)
-	default:
-		raw, _ = json.Marshal(syncEvent{Content: ce.Content, EventID: ce.EventID, OriginServerTS: ce.OriginServerTS,
-			Sender: ce.Sender, StateKey: ce.StateKey, Type: ce.Type, Redacts: ce.Redacts, Unsigned: ce.Unsigned})
+	} else {
+		out := clientEvent{Content: ce.Content, EventID: ce.EventID, OriginServerTS: ce.OriginServerTS,
+			Sender: ce.Sender, StateKey: ce.StateKey, Type: ce.Type, Redacts: ce.Redacts}
+		if ef.withRoomID {
+			out.RoomID = ce.RoomID
+		}
+		if ce.Unsigned != nil || membership != "" {
+			out.Unsigned = &unsigned{Unsigned: ce.Unsigned, Membership: membership}
+		}
+		raw, _ = json.Marshal(out)
 	}
 	if len(ef.fields) > 0 {
 		raw = project(raw, ef.fields)

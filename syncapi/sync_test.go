@@ -2,6 +2,7 @@ package syncapi
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,7 +99,7 @@ func TestLimitedTimelineStateDeltaAndGap(t *testing.T) {
 
 		// /messages from the since token to prev_batch closes the gap
 		// exactly: the 3 early messages, the topic and the first 3 late ones.
-		msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: first.NextBatch, To: j.Timeline.PrevBatch, Limit: 50})
+		msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, Dir: "f", From: first.NextBatch, To: j.Timeline.PrevBatch, Limit: 50})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,7 @@ func TestLimitedTimelineStateDeltaAndGap(t *testing.T) {
 			t.Fatalf("gap fully read but end = %q", msgs.End)
 		}
 		// And backwards from prev_batch the same events come newest first.
-		back, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: j.Timeline.PrevBatch, To: first.NextBatch, Backwards: true, Limit: 50})
+		back, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: j.Timeline.PrevBatch, To: first.NextBatch, Dir: "b", Limit: 50})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +261,9 @@ func TestCloseAnswersLongPolls(t *testing.T) {
 		e.room(alice, "Closing")
 		since := e.do(Request{UserID: alice}).NextBatch
 		done := make(chan syncResp, 1)
-		go func() { done <- e.do(Request{UserID: alice, Since: since, Timeout: time.Minute, SetPresence: "offline"}) }()
+		go func() {
+			done <- e.do(Request{UserID: alice, Since: since, Timeout: time.Minute, SetPresence: "offline"})
+		}()
 		waitWaiting(t, e, 1)
 		start := time.Now()
 		if err := e.sync.Close(); err != nil {
@@ -270,5 +273,53 @@ func TestCloseAnswersLongPolls(t *testing.T) {
 		if waited := time.Since(start); waited > 5*time.Second || r.NextBatch == "" {
 			t.Fatalf("long-poll answered after %v: %+v", waited, r.NextBatch)
 		}
+	})
+}
+
+// TestLeftRoomEdges: a timeline limit of 0 gives a left room's state up to
+// the departure (leave event included, nothing after it); a room forgotten
+// after leaving still shows the leave in the next incremental sync, and its
+// history is then closed to /messages.
+func TestLeftRoomEdges(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		ctx := ctxT(t)
+		alice, bob := user("alice"), user("bob")
+		room := e.room(alice, "Archive", bob)
+		e.state(room, alice, "chat.myelin.note", "", map[string]any{"v": "before"})
+		since := e.do(Request{UserID: bob}).NextBatch
+		if _, err := e.rooms.Leave(ctx, roomserverLeave(room, bob)); err != nil {
+			t.Fatal(err)
+		}
+		e.state(room, alice, "chat.myelin.note", "", map[string]any{"v": "after"})
+
+		r := e.do(Request{UserID: bob, Filter: `{"room":{"timeline":{"limit":0},"include_leave":true}}`})
+		l, ok := r.Rooms.Leave[room]
+		if !ok || len(l.Timeline.Events) != 0 || !l.Timeline.Limited {
+			t.Fatalf("left room with limit 0: %+v", l)
+		}
+		var leave, note bool
+		for _, ev := range l.State.Events {
+			switch {
+			case ev.Type == "m.room.member" && *ev.StateKey == bob:
+				leave = strings.Contains(string(ev.Content), `"leave"`)
+			case ev.Type == "chat.myelin.note":
+				note = strings.Contains(string(ev.Content), `"before"`)
+			}
+		}
+		if !leave || !note {
+			t.Fatalf("state up to the leave: leave %v, note before %v (%v)", leave, note, types(l.State.Events))
+		}
+
+		if err := e.rooms.Forget(ctx, room, bob); err != nil {
+			t.Fatal(err)
+		}
+		inc := e.do(Request{UserID: bob, Since: since})
+		if _, ok := inc.Rooms.Leave[room]; !ok {
+			t.Fatal("a forgotten room's leave is missing from the incremental sync")
+		}
+		_, err := e.sync.Messages(ctx, MessagesRequest{UserID: bob, RoomID: room})
+		wantErr(t, err, "M_FORBIDDEN", 403)
+		_, err = e.sync.Messages(ctx, MessagesRequest{UserID: alice, RoomID: room})
+		wantErr(t, err, "M_MISSING_PARAM", 400)
 	})
 }

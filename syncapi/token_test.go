@@ -129,7 +129,7 @@ func TestParseFilter(t *testing.T) {
 		{"not json", `{nope`, "M_NOT_JSON"},
 		{"not object", `[1]`, "M_BAD_JSON"},
 		{"bad format", `{"event_format":"xml"}`, "M_BAD_JSON"},
-		{"zero limit", `{"room":{"timeline":{"limit":0}}}`, "M_BAD_JSON"},
+		{"zero limit", `{"room":{"timeline":{"limit":0}}}`, ""},
 		{"negative limit", `{"presence":{"limit":-2}}`, "M_BAD_JSON"},
 		{"string limit", `{"room":{"timeline":{"limit":"5"}}}`, "M_BAD_JSON"},
 		{"float limit", `{"room":{"timeline":{"limit":1.5}}}`, "M_BAD_JSON"},

@@ -62,11 +62,11 @@ func (s *Service) SetTyping(ctx context.Context, userID, roomID string, isTyping
 	if !validRoomID(roomID) {
 		return apierr.InvalidParam("invalid room ID")
 	}
-	m, _, err := s.membership(ctx, roomID, userID)
+	m, err := s.membership(ctx, roomID, userID)
 	if err != nil {
 		return err
 	}
-	if m != "join" {
+	if m.Membership != "join" {
 		return apierr.Forbidden("you are not joined to this room")
 	}
 	if isTyping {

@@ -1,6 +1,7 @@
 package syncapi
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -23,8 +24,8 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 				e.send(room, alice, "after")
 				wantSecret := hv == "shared"
 
-				seesSecret := func(evs []clientEvent) bool {
-					return slices.ContainsFunc(evs, func(c clientEvent) bool { return strings.HasPrefix(c.body(), "secret") })
+				seesSecret := func(evs []testEvent) bool {
+					return slices.ContainsFunc(evs, func(c testEvent) bool { return strings.HasPrefix(c.body(), "secret") })
 				}
 				r := e.do(Request{UserID: bob, Filter: `{"room":{"timeline":{"limit":50}}}`})
 				j := r.Rooms.Join[room]
@@ -35,7 +36,7 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 					t.Fatalf("/sync lacks the message after the join: %v", bodies(j.Timeline.Events))
 				}
 
-				msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, Backwards: true, Limit: 50})
+				msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, Dir: "b", Limit: 50})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -47,7 +48,7 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 					t.Fatalf("/messages lacks the message after the join: %v", bodies(chunk))
 				}
 				// Paginating on from prev_batch does not reveal them either.
-				more, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: j.Timeline.PrevBatch, Backwards: true, Limit: 50})
+				more, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, From: j.Timeline.PrevBatch, Dir: "b", Limit: 50})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -81,5 +82,60 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 				}
 			})
 		}
+	})
+}
+
+// TestUnsignedMembership: every event a client reads carries the reader's
+// membership at that event (unsigned.membership): "leave" before their
+// join, "join" from the join on — in /sync, /messages and /context.
+func TestUnsignedMembership(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, e *env) {
+		alice, bob := user("alice"), user("bob")
+		room := e.room(alice, "Membership")
+		e.send(room, alice, "prejoin")
+		e.join(room, bob)
+		post := e.send(room, alice, "postjoin")
+
+		membership := func(ev testEvent) string {
+			var u struct {
+				Membership string `json:"membership"`
+			}
+			_ = json.Unmarshal(ev.Unsigned, &u)
+			return u.Membership
+		}
+		check := func(what string, evs []testEvent) {
+			t.Helper()
+			joined := false
+			for _, ev := range evs {
+				if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey == bob {
+					joined = true
+				}
+				want := "leave"
+				if joined {
+					want = "join"
+				}
+				if got := membership(ev); got != want {
+					t.Fatalf("%s: %s %s has membership %q, want %q", what, ev.Type, ev.EventID, got, want)
+				}
+			}
+			if !joined {
+				t.Fatalf("%s: bob's join not seen", what)
+			}
+		}
+		check("/sync", e.do(Request{UserID: bob, Filter: `{"room":{"timeline":{"limit":50}}}`}).Rooms.Join[room].Timeline.Events)
+		msgs, err := e.sync.Messages(ctxT(t), MessagesRequest{UserID: bob, RoomID: room, Dir: "f", Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("/messages", decodeChunk(t, msgs.Chunk))
+		c, err := e.sync.Context(ctxT(t), ContextRequest{UserID: bob, RoomID: room, EventID: post, Limit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := decodeChunk(t, c.EventsBefore)
+		slices.Reverse(before)
+		var ev testEvent
+		_ = json.Unmarshal(c.Event, &ev)
+		check("/context", append(before, ev))
 	})
 }
