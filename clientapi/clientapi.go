@@ -21,6 +21,7 @@ import (
 	"myelin/e2ee"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
+	"myelin/notifications"
 	"myelin/roomserver"
 	"myelin/syncapi"
 )
@@ -37,7 +38,10 @@ type Options struct {
 	Sync *syncapi.Service
 	// Keys serves the end-to-end encryption endpoints (keys, cross-signing,
 	// key backups, send-to-device); nil leaves them unserved.
-	Keys    *e2ee.Service
+	Keys *e2ee.Service
+	// Push serves /pushrules, /notifications and /pushers; nil leaves them
+	// unserved.
+	Push    *notifications.Service
 	Metrics *httpapi.Metrics // optional: per-route request metrics
 }
 
@@ -103,6 +107,7 @@ func New(opts Options) (http.Handler, error) {
 	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
 	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	a.registerKeyRoutes(r, opts.Keys, v3)
+	a.registerPushRoutes(r, opts.Push, v3)
 	return httpapi.CORS(r), nil
 }
 

@@ -30,9 +30,7 @@ const catchUpWait = time.Second
 // threads, each room's own counts cover the main timeline and Threads the
 // rest; without, a room's counts include its threads.
 func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []string, threads bool) (map[string]Counts, error) {
-	wctx, cancel := context.WithTimeout(ctx, catchUpWait)
-	s.committed.wait(wctx, s.rooms.Notifier().Position())
-	cancel()
+	s.catchUp(ctx)
 	rows, err := s.store.UnreadCounts(ctx, userID, roomIDs)
 	if err != nil {
 		return nil, err
@@ -52,6 +50,14 @@ func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []str
 		out[r.RoomID] = c
 	}
 	return out, nil
+}
+
+// catchUp waits (at most catchUpWait) until the events committed so far
+// are evaluated, so a read after an event sees its notifications.
+func (s *Service) catchUp(ctx context.Context) {
+	wctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	s.committed.wait(wctx, s.rooms.Notifier().Position())
 }
 
 // Rules returns userID's effective push rules.
@@ -122,6 +128,7 @@ func (s *Service) Notifications(ctx context.Context, viewer roomserver.Viewer, f
 		}
 		before = v
 	}
+	s.catchUp(ctx)
 	rows, err := s.store.Notifications(ctx, viewer.UserID, before, limit, onlyHighlight)
 	if err != nil {
 		return nil, err
@@ -167,14 +174,17 @@ func (s *Service) Notifications(ctx context.Context, viewer roomserver.Viewer, f
 	return page, nil
 }
 
+// Pusher is one registered pusher (delivery is a later component).
+type Pusher = storage.Pusher
+
 // Pushers lists userID's pushers.
-func (s *Service) Pushers(ctx context.Context, userID string) ([]storage.Pusher, error) {
+func (s *Service) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
 	return s.store.Pushers(ctx, userID)
 }
 
 // SetPusher stores a pusher (validated by the caller); appendOthers false
 // removes other users' pushers with the same app_id and pushkey.
-func (s *Service) SetPusher(ctx context.Context, p storage.Pusher, appendOthers bool) error {
+func (s *Service) SetPusher(ctx context.Context, p Pusher, appendOthers bool) error {
 	return s.store.SetPusher(ctx, p, appendOthers)
 }
 

@@ -221,3 +221,16 @@ func (rs *Ruleset) Find(kind, ruleID string) *Rule {
 	}
 	return nil
 }
+
+// MarshalJSON renders every kind as an array (empty, never null), as
+// clients expect.
+func (rs Ruleset) MarshalJSON() ([]byte, error) {
+	type plain Ruleset
+	p := plain(rs)
+	for _, l := range []*[]Rule{&p.Override, &p.Content, &p.Room, &p.Sender, &p.Underride} {
+		if *l == nil {
+			*l = []Rule{}
+		}
+	}
+	return json.Marshal(p)
+}

@@ -108,7 +108,7 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	}
 	a.drainers = append(a.drainers, closeSync)
 	a.closers = append(a.closers, closeSync)
-	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Metrics: metrics})
+	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Push: notif, Metrics: metrics})
 	if err != nil {
 		a.Close()
 		return nil, err
