@@ -295,3 +295,47 @@ func TestReceiptsRulesAndRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainsAfterLoad: events sent as fast as the roomserver takes them
+// are all evaluated within about a second of the last one (issue 7).
+func TestDrainsAfterLoad(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		room := e.room(bob, carol)
+		const n = 300
+		done := make(chan error, 3)
+		for _, sender := range []string{alice, bob, carol} {
+			go func() {
+				for i := range n / 3 {
+					_, err := e.rooms.Send(context.Background(), roomserver.SendRequest{RoomID: room, Sender: sender, Type: "m.room.message",
+						Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"%d"}`, i))})
+					if err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+		}
+		for range 3 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		stopped := time.Now()
+		target := e.rooms.Notifier().Position()
+		for e.n.Position() < target {
+			if time.Since(stopped) > 5*time.Second {
+				t.Fatalf("not drained after 5s: at %d of %d", e.n.Position(), target)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("drained %v after the load stopped", time.Since(stopped))
+		if time.Since(stopped) > 1500*time.Millisecond {
+			t.Errorf("drain took %v", time.Since(stopped))
+		}
+		// Each user is notified for the other two senders' messages.
+		if got := e.counts(bob, room); got != "200/0" {
+			t.Fatalf("bob: %s", got)
+		}
+	})
+}

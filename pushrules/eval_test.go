@@ -203,3 +203,16 @@ func BenchmarkEvaluateDefaultRules(b *testing.B) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// BenchmarkEvaluatePerMember is the cost per additional member: the event
+// is flattened once, then evaluated.
+func BenchmarkEvaluatePerMember(b *testing.B) {
+	e := Compile((&UserRules{}).Effective(alice))
+	evt := ev(b, msg("good morning, could someone check the x-ray for Rex?", `,"m.mentions":{"user_ids":["@carol:example.org"]}`))
+	room := &Room{MemberCount: 12}
+	for b.Loop() {
+		if !e.Evaluate(evt, room, "Alice").Notify {
+			b.Fatal("no notify")
+		}
+	}
+}
