@@ -95,6 +95,29 @@ func (s *Service) EditRules(ctx context.Context, userID string, fn func(*pushrul
 	s.rulesMu.Lock()
 	delete(s.evaluators, userID)
 	s.rulesMu.Unlock()
+	return s.publishRules(ctx, userID)
+}
+
+// publishRules writes the user's effective rules to m.push_rules. It runs
+// after the edit committed (the account data is syncapi's, in its own
+// transaction); the edit stands even if this fails, and the next edit
+// publishes the whole ruleset again.
+func (s *Service) publishRules(ctx context.Context, userID string) error {
+	pub := s.publish.Load()
+	if pub == nil {
+		return nil
+	}
+	rs, err := s.Rules(ctx, userID)
+	if err != nil {
+		return err
+	}
+	content, err := json.Marshal(map[string]any{"global": rs})
+	if err != nil {
+		return err
+	}
+	if err := (*pub)(ctx, userID, content); err != nil {
+		s.log.Error("publishing m.push_rules", "err", err)
+	}
 	return nil
 }
 

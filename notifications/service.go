@@ -59,6 +59,8 @@ type Service struct {
 
 	states *stateCache
 	wake   atomic.Pointer[func(userIDs ...string)]
+	// publish puts a user's rules in their m.push_rules account data.
+	publish atomic.Pointer[func(ctx context.Context, userID string, content json.RawMessage) error]
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -106,6 +108,13 @@ func New(opts Options) (*Service, error) {
 // SetWake sets the function told which users' counts changed (for a
 // sync service built after this one).
 func (s *Service) SetWake(fn func(userIDs ...string)) { s.wake.Store(&fn) }
+
+// SetRulesPublisher sets where a user's effective rules go after each
+// edit: the m.push_rules account data (syncapi.Service.SetAccountData), so
+// clients see changes made by their other devices through /sync.
+func (s *Service) SetRulesPublisher(fn func(ctx context.Context, userID string, content json.RawMessage) error) {
+	s.publish.Store(&fn)
+}
 
 // Close stops the consumer after its current batch (committed or not: an
 // uncommitted batch is evaluated again at the next start).

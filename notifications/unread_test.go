@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,9 @@ func (e *env) start() {
 		t.Fatal(err)
 	}
 	e.n.SetWake(e.sync.Wake)
+	e.n.SetRulesPublisher(func(ctx context.Context, u string, c json.RawMessage) error {
+		return e.sync.SetAccountData(ctx, u, "", "m.push_rules", c)
+	})
 }
 
 func (e *env) stop() {
@@ -269,6 +273,9 @@ func TestReceiptsRulesAndRestart(t *testing.T) {
 			return u.SetEnabled(bob, pushrules.KindUnderride, ".m.rule.message", false)
 		}); err != nil {
 			t.Fatal(err)
+		}
+		if ad, err := e.sync.AccountData(ctx, bob, "", "m.push_rules"); err != nil || !strings.Contains(string(ad), `"enabled":false,"actions":["notify"],"conditions":[{"kind":"event_match","key":"type","pattern":"m.room.message"}]`) {
+			t.Fatalf("m.push_rules account data: %s %v", ad, err)
 		}
 		e.send(room, alice, "m.room.message", `{"msgtype":"m.text","body":"quiet"}`)
 		if got := e.counts(bob, room); got != "0/0" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -98,6 +99,9 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	}
 	e2eeSvc.SetWaker(syncSvc.Wake)
 	notif.SetWake(syncSvc.Wake)
+	notif.SetRulesPublisher(func(ctx context.Context, userID string, content json.RawMessage) error {
+		return syncSvc.SetAccountData(ctx, userID, "", "m.push_rules", content)
+	})
 	// Closing the sync API answers every parked long-poll at once; it runs
 	// when shutdown begins (and again, harmlessly, with the closers, which
 	// run in reverse: before the roomserver).
