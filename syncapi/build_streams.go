@@ -389,10 +389,13 @@ func (b *builder) providers(ctx context.Context) error {
 		}
 		b.cur.Ext[key] = next
 	}
-	if p := o.DeviceLists; p != nil && b.since != nil {
+	if p := o.DeviceLists; p != nil {
 		key := p.StreamKey()
-		changed, left, err := p.DeviceListChanges(ctx, u, DeviceListWindow{
-			Since: b.since.Ext[key], UpTo: b.cur.Ext[key], EventsSince: b.since.Events, EventsUpTo: b.cur.Events})
+		w := DeviceListWindow{Initial: b.since == nil, UpTo: b.cur.Ext[key], EventsUpTo: b.cur.Events}
+		if b.since != nil {
+			w.Since, w.EventsSince = b.since.Ext[key], b.since.Events
+		}
+		changed, left, err := p.DeviceListChanges(ctx, u, w)
 		if err != nil {
 			return err
 		}
