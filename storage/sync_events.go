@@ -472,3 +472,9 @@ func (s *Sync) JoinedUsersIn(ctx context.Context, roomNIDs []int64) ([]string, e
 	return s.userList(ctx, `SELECT DISTINCT user_id FROM room_members WHERE membership = 'join'
 		AND room_nid IN (`+placeholders(1, len(roomNIDs))+`)`, int64Args(roomNIDs)...)
 }
+
+// SendersBetween lists the distinct senders of the events with after <
+// position <= upTo (presence counts sending as activity).
+func (s *Sync) SendersBetween(ctx context.Context, after, upTo int64) ([]string, error) {
+	return s.userList(ctx, `SELECT DISTINCT sender FROM events WHERE event_nid > $1 AND event_nid <= $2`, after, upTo)
+}

@@ -211,6 +211,12 @@ func TestSyncEventReads(t *testing.T) {
 			t.Errorf("StateAtGroups(none) = %v, %v", empty, err)
 		}
 
+		if senders, err := s.SendersBetween(ctx, 5, 9); err != nil || !slices.Equal(sorted(senders), []string{"@a:hs", "@b:hs"}) {
+			t.Errorf("SendersBetween = %v, %v", senders, err)
+		}
+		if senders, _ := s.SendersBetween(ctx, 9, 9); len(senders) != 0 {
+			t.Errorf("SendersBetween(empty) = %v", senders)
+		}
 		counts, err := s.MemberCounts(ctx, []int64{1, 2})
 		if err != nil || counts[1]["join"] != 2 || counts[1]["invite"] != 1 || counts[2]["join"] != 1 {
 			t.Errorf("MemberCounts = %v, %v", counts, err)

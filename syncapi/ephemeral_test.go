@@ -357,6 +357,10 @@ func TestPresence(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitPresence("online")
+		// Sending a message is activity too.
+		waitPresence("unavailable")
+		e.send(room, bob, "back at the desk")
+		waitPresence("online")
 		close(stop)
 		<-looped
 	})

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,8 @@ type Service struct {
 	ignored   map[string]map[string]bool // user → ignored users (cache)
 
 	closed atomic.Bool
+	quit   chan struct{}
+	bg     sync.WaitGroup
 }
 
 // New starts the sync API on a migrated database.
@@ -126,7 +129,43 @@ func New(opts Options) (*Service, error) {
 	if err := s.presence.start(ctx); err != nil {
 		return nil, err
 	}
+	s.quit = make(chan struct{})
+	s.bg.Add(1)
+	go s.watchActivity()
 	return s, nil
+}
+
+// watchActivity counts sending an event as presence activity: it waits on
+// the roomserver's Notifier (no polling) and touches the local senders of
+// each newly committed batch, which keeps them online and brings them back
+// from idle.
+func (s *Service) watchActivity() {
+	defer s.bg.Done()
+	suffix := ":" + s.rooms.ServerName()
+	seen := s.rooms.Notifier().Position()
+	for {
+		pos, ch := s.rooms.Notifier().Changed()
+		if pos <= seen {
+			select {
+			case <-ch:
+				continue
+			case <-s.quit:
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		senders, err := s.store.SendersBetween(ctx, seen, pos)
+		if err != nil {
+			s.log.Warn("reading the senders of new events failed", "err", err)
+		}
+		for _, u := range senders {
+			if strings.HasSuffix(u, suffix) {
+				s.presence.touch(ctx, u)
+			}
+		}
+		cancel()
+		seen = pos
+	}
 }
 
 // checkProviderKeys makes sure the providers' stream keys can be written
@@ -159,6 +198,8 @@ func (s *Service) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.quit)
+	s.bg.Wait()
 	s.typing.close()
 	s.presence.close()
 	// Every long-poll, parked or about to park, returns at once.
