@@ -160,8 +160,10 @@ func watchParent(tmp, dir string) {
 	// Its own process group, so a signal to the test's group does not take
 	// the watchdog with it before it has cleaned up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Not waited for: it outlives this process by design (init reaps it),
+	// and a goroutine parked in Wait would trip goroutine-leak checks.
 	if err := cmd.Start(); err == nil {
-		go func() { _ = cmd.Wait() }()
+		_ = cmd.Process.Release()
 	}
 }
 
