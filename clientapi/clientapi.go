@@ -49,7 +49,8 @@ type Options struct {
 type api struct {
 	cfg      *config.Config
 	accounts *account.Service
-	proxies  []*net.IPNet // trusted reverse proxies (X-Forwarded-For)
+	rooms    *roomserver.Service // nil: no rooms, so no member events to update
+	proxies  []*net.IPNet        // trusted reverse proxies (X-Forwarded-For)
 }
 
 // New returns the Client-Server API handler: the routes below under CORS,
@@ -62,7 +63,7 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clientapi: listeners.trusted_proxies: %w", err)
 	}
-	a := &api{cfg: opts.Config, accounts: opts.Accounts, proxies: proxies}
+	a := &api{cfg: opts.Config, accounts: opts.Accounts, rooms: opts.Rooms, proxies: proxies}
 	r := httpapi.NewRouter()
 	if opts.Metrics != nil {
 		opts.Metrics.Instrument(r)

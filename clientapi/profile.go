@@ -1,12 +1,16 @@
 package clientapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"myelin/account"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
+	"myelin/roomserver"
 )
 
 // Profiles are public reads (the spec's GET endpoints take no token) and
@@ -54,6 +58,9 @@ func (a *api) setProfileField(w http.ResponseWriter, r *http.Request, c *account
 	if err := a.accounts.SetProfileField(r.Context(), c, userID, key, v); err != nil {
 		return err
 	}
+	if err := a.updateMemberEvents(r.Context(), userID, key); err != nil {
+		return err
+	}
 	httpapi.WriteJSON(w, http.StatusOK, empty)
 	return nil
 }
@@ -64,6 +71,9 @@ func (a *api) deleteProfileField(w http.ResponseWriter, r *http.Request, c *acco
 		return err
 	}
 	if err := a.accounts.DeleteProfileField(r.Context(), c, userID, key); err != nil {
+		return err
+	}
+	if err := a.updateMemberEvents(r.Context(), userID, key); err != nil {
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, empty)
@@ -78,4 +88,55 @@ func profileVars(r *http.Request) (userID, key string, err error) {
 		return "", "", err
 	}
 	return userID, key, nil
+}
+
+// updateMemberEvents carries a changed displayname or avatar_url into the
+// user's m.room.member event in every room they are joined to, as the spec's
+// profile section requires, so the other members see the new profile. It runs
+// here, after account has committed the change, because account sits below
+// roomserver and must not import it. Each room is its own event; a room that
+// fails does not stop the others, and the first failures are reported.
+func (a *api) updateMemberEvents(ctx context.Context, userID, key string) error {
+	if a.rooms == nil || (key != "displayname" && key != "avatar_url") {
+		return nil
+	}
+	profile, err := a.profileOf(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("reading profile for member events: %w", err)
+	}
+	rooms, err := a.rooms.JoinedRooms(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("listing joined rooms for member events: %w", err)
+	}
+	var errs []error
+	for _, roomID := range rooms {
+		// Join with the same membership and a new profile re-sends the
+		// member event; an unchanged profile is a no-op in the roomserver.
+		_, err := a.rooms.Join(ctx, roomserver.MembershipRequest{RoomID: roomID, Sender: userID, Profile: profile})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("room %s: %w", roomID, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("profile saved, updating member events: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// profileOf is a local user's displayname and avatar_url for the member
+// events they appear in. M_NOT_FOUND when the account does not exist (or is
+// deactivated).
+func (a *api) profileOf(ctx context.Context, userID string) (roomserver.Profile, error) {
+	fields, err := a.accounts.Profile(ctx, userID)
+	if err != nil {
+		return roomserver.Profile{}, err
+	}
+	var p roomserver.Profile
+	if raw, ok := fields["displayname"]; ok {
+		_ = json.Unmarshal(raw, &p.DisplayName)
+	}
+	if raw, ok := fields["avatar_url"]; ok {
+		_ = json.Unmarshal(raw, &p.AvatarURL)
+	}
+	return p, nil
 }

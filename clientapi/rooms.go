@@ -166,24 +166,6 @@ func readContent(r *http.Request) (json.RawMessage, error) {
 	return json.RawMessage(trimmed), nil
 }
 
-// profileOf is a local user's displayname and avatar_url for the member
-// events they appear in. M_NOT_FOUND when the account does not exist (or is
-// deactivated).
-func (ra *roomsAPI) profileOf(ctx context.Context, userID string) (roomserver.Profile, error) {
-	fields, err := ra.accounts.Profile(ctx, userID)
-	if err != nil {
-		return roomserver.Profile{}, err
-	}
-	var p roomserver.Profile
-	if raw, ok := fields["displayname"]; ok {
-		_ = json.Unmarshal(raw, &p.DisplayName)
-	}
-	if raw, ok := fields["avatar_url"]; ok {
-		_ = json.Unmarshal(raw, &p.AvatarURL)
-	}
-	return p, nil
-}
-
 // isLocal reports whether a user ID is on this server.
 func (ra *roomsAPI) isLocal(userID string) bool {
 	_, ok := ra.accounts.LocalpartOf(userID)
