@@ -332,7 +332,8 @@ func (pa *pushAPI) setPusher(w http.ResponseWriter, r *http.Request, c *account.
 		return apierr.InvalidParam(`data.format must be "event_id_only" when present`)
 	}
 	p := notifications.Pusher{UserID: c.UserID, AppID: *b.AppID, PushKey: *b.PushKey, Kind: kind, AppDisplayName: *b.AppDisplayName,
-		DeviceDisplayName: *b.DeviceDisplayName, ProfileTag: b.ProfileTag, Lang: *b.Lang, Data: b.Data, CreatedTS: time.Now().UnixMilli()}
+		DeviceDisplayName: *b.DeviceDisplayName, ProfileTag: b.ProfileTag, Lang: *b.Lang, Data: b.Data, CreatedTS: time.Now().UnixMilli(),
+		DeviceID: c.DeviceID}
 	if err := pa.push.SetPusher(r.Context(), p, b.Append); err != nil {
 		return err
 	}

@@ -2,8 +2,10 @@ package clientapi
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
+	"myelin/account"
 	"myelin/notifications"
 )
 
@@ -17,7 +19,13 @@ func eachPushEngine(t *testing.T, fn func(t *testing.T, s *roomServer)) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = n.Close() })
-		h, err := New(Options{Config: rs.cfg, Accounts: rs.svc, Rooms: rs.rooms, Push: n})
+		// As cmd/myelin wires it: pushers go with the devices that made them.
+		accounts, err := account.New(rs.cfg, rs.db, account.WithClock(rs.clock.now), account.WithDevicesRemoved(n.DevicesRemoved))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs.svc = accounts
+		h, err := New(Options{Config: rs.cfg, Accounts: accounts, Rooms: rs.rooms, Push: n})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,6 +210,71 @@ func TestNotificationsAndPushersEndpoints(t *testing.T) {
 		s.expect(s.do("POST", v3+"/pushers/set", bobTok, map[string]any{"kind": nil, "app_id": "vet.myelin.ios", "pushkey": "tok1"}), 200, "")
 		if r := s.do("GET", v3+"/pushers", bobTok, nil); len(r.body["pushers"].([]any)) != 0 {
 			t.Fatalf("pusher not deleted: %s", r.raw)
+		}
+	})
+}
+
+// TestPushersGoWithTheirDevice: a pusher belongs to the device whose token
+// created it, and is removed when that device is logged out, deleted, or
+// logged out by a password change (logout_devices) made on another device.
+func TestPushersGoWithTheirDevice(t *testing.T) {
+	eachPushEngine(t, func(t *testing.T, s *roomServer) {
+		const pw = "password bob"
+		first, _ := s.user("bob")
+		devToken := func() string {
+			r := s.login("bob", pw, nil)
+			s.expect(r, 200, "")
+			return r.str("access_token")
+		}
+		setPusher := func(tok, key string) {
+			s.expect(s.do("POST", v3+"/pushers/set", tok, map[string]any{"kind": "http", "app_id": "vet.myelin", "pushkey": key,
+				"app_display_name": "Myelin", "device_display_name": key, "lang": "en",
+				"data": map[string]any{"url": "https://push.example/_matrix/push/v1/notify"}}), 200, "")
+		}
+		keys := func(tok string) []string {
+			r := s.do("GET", v3+"/pushers", tok, nil)
+			s.expect(r, 200, "")
+			var out []string
+			for _, p := range r.body["pushers"].([]any) {
+				out = append(out, p.(map[string]any)["pushkey"].(string))
+			}
+			slices.Sort(out)
+			return out
+		}
+		second, third := devToken(), devToken()
+		setPusher(first, "first")
+		setPusher(second, "second")
+		setPusher(third, "third")
+
+		// Logout: only the logged-out device's pusher goes.
+		s.expect(s.do("POST", v3+"/logout", first, map[string]any{}), 200, "")
+		if got := keys(second); !slices.Equal(got, []string{"second", "third"}) {
+			t.Fatalf("after logout: %v", got)
+		}
+
+		// Device deletion (UIA) from another device.
+		r := s.do("GET", v3+"/account/whoami", third, nil)
+		s.expect(r, 200, "")
+		thirdPath := v3 + "/devices/" + esc(r.str("device_id"))
+		r = s.do("DELETE", thirdPath, second, map[string]any{})
+		s.expect(r, 401, "")
+		s.expect(s.do("DELETE", thirdPath, second, map[string]any{"auth": passwordAuth("bob", pw, r.str("session"))}), 200, "")
+		if got := keys(second); !slices.Equal(got, []string{"second"}) {
+			t.Fatalf("after the device deletion: %v", got)
+		}
+
+		fourth := devToken()
+		setPusher(fourth, "fourth")
+
+		// Password change with logout_devices (the default) from the
+		// second device: every other device's pusher goes, its own stays.
+		r = s.do("POST", v3+"/account/password", second, map[string]any{"new_password": "new password"})
+		s.expect(r, 401, "")
+		r = s.do("POST", v3+"/account/password", second, map[string]any{"new_password": "new password",
+			"auth": passwordAuth("bob", pw, r.str("session"))})
+		s.expect(r, 200, "")
+		if got := keys(second); !slices.Equal(got, []string{"second"}) {
+			t.Fatalf("after the password change: %v", got)
 		}
 	})
 }

@@ -215,3 +215,18 @@ func (s *Service) SetPusher(ctx context.Context, p Pusher, appendOthers bool) er
 func (s *Service) DeletePusher(ctx context.Context, userID, appID, pushKey string) error {
 	return s.store.DeletePusher(ctx, userID, appID, pushKey)
 }
+
+// DevicesRemoved is account's hook (account.WithDevicesRemoved), run after
+// devices of localpart were deleted: the pushers those devices created go
+// too, so a logged-out or deleted device (or, on a password change with
+// logout_devices, every other device) is no longer pushed to. Pushers
+// with no recorded device are kept. It never blocks for long: a failure is
+// logged and the pushers stay until the next removal.
+func (s *Service) DevicesRemoved(localpart string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	userID := "@" + localpart + ":" + s.opts.ServerName
+	if _, err := s.store.DeletePushersOfRemovedDevices(ctx, userID, localpart); err != nil {
+		s.log.Error("removing the pushers of removed devices", "err", err)
+	}
+}

@@ -235,6 +235,9 @@ type Pusher struct {
 	Lang                                          string
 	Data                                          []byte // JSON object
 	CreatedTS                                     int64
+	// DeviceID is the device that created the pusher ("" if unknown): the
+	// pusher is removed with it (DeletePushersOfRemovedDevices).
+	DeviceID string
 }
 
 // SetPusher adds or replaces the user's pusher for (app_id, pushkey). With
@@ -247,11 +250,12 @@ func (p *Push) SetPusher(ctx context.Context, ps Pusher, appendOthers bool) erro
 				return fmt.Errorf("replace pushers: %w", err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		_, err := tx.ExecContext(ctx, `INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts, device_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (app_id, pushkey, user_id) DO UPDATE SET kind = excluded.kind, app_display_name = excluded.app_display_name,
-				device_display_name = excluded.device_display_name, profile_tag = excluded.profile_tag, lang = excluded.lang, data = excluded.data`,
-			ps.UserID, ps.AppID, ps.PushKey, ps.Kind, ps.AppDisplayName, ps.DeviceDisplayName, ps.ProfileTag, ps.Lang, string(ps.Data), ps.CreatedTS)
+				device_display_name = excluded.device_display_name, profile_tag = excluded.profile_tag, lang = excluded.lang, data = excluded.data,
+				device_id = excluded.device_id`,
+			ps.UserID, ps.AppID, ps.PushKey, ps.Kind, ps.AppDisplayName, ps.DeviceDisplayName, ps.ProfileTag, ps.Lang, string(ps.Data), ps.CreatedTS, ps.DeviceID)
 		if err != nil {
 			return fmt.Errorf("store pusher: %w", err)
 		}
@@ -267,9 +271,25 @@ func (p *Push) DeletePusher(ctx context.Context, userID, appID, pushKey string) 
 	return nil
 }
 
+// DeletePushersOfRemovedDevices removes userID's pushers whose creating
+// device (of localpart, in devices) no longer exists; pushers with no
+// recorded device stay. It returns how many went.
+func (p *Push) DeletePushersOfRemovedDevices(ctx context.Context, userID, localpart string) (int64, error) {
+	res, err := p.db.W.ExecContext(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id <> ''
+		AND NOT EXISTS (SELECT 1 FROM devices WHERE devices.localpart = $2 AND devices.device_id = pushers.device_id)`, userID, localpart)
+	if err != nil {
+		return 0, fmt.Errorf("delete pushers of removed devices: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete pushers of removed devices: %w", err)
+	}
+	return n, nil
+}
+
 // Pushers lists a user's pushers, oldest first.
 func (p *Push) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
-	rows, err := p.db.R.QueryContext(ctx, `SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts
+	rows, err := p.db.R.QueryContext(ctx, `SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts, device_id
 		FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id, pushkey`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("read pushers: %w", err)
@@ -279,7 +299,7 @@ func (p *Push) Pushers(ctx context.Context, userID string) ([]Pusher, error) {
 	for rows.Next() {
 		ps := Pusher{UserID: userID}
 		var data string
-		if err := rows.Scan(&ps.AppID, &ps.PushKey, &ps.Kind, &ps.AppDisplayName, &ps.DeviceDisplayName, &ps.ProfileTag, &ps.Lang, &data, &ps.CreatedTS); err != nil {
+		if err := rows.Scan(&ps.AppID, &ps.PushKey, &ps.Kind, &ps.AppDisplayName, &ps.DeviceDisplayName, &ps.ProfileTag, &ps.Lang, &data, &ps.CreatedTS, &ps.DeviceID); err != nil {
 			return nil, fmt.Errorf("read pushers: %w", err)
 		}
 		ps.Data = []byte(data)

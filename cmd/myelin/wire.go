@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 
 	"myelin/account"
 	"myelin/clientapi"
@@ -56,7 +57,15 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	if err != nil {
 		return nil, err
 	}
-	accounts, err := account.New(cfg, db, account.WithDevicesRemoved(e2eeSvc.DevicesRemoved))
+	// Pushers go with the device that created them; notifications is built
+	// after account, so the hook looks it up when devices are removed.
+	var notifForDevices atomic.Pointer[notifications.Service]
+	accounts, err := account.New(cfg, db, account.WithDevicesRemoved(func(localpart string) {
+		e2eeSvc.DevicesRemoved(localpart)
+		if n := notifForDevices.Load(); n != nil {
+			n.DevicesRemoved(localpart)
+		}
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +92,7 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 		a.Close()
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
+	notifForDevices.Store(notif)
 	a.closers = append(a.closers, func() {
 		if err := notif.Close(); err != nil {
 			slog.Error("closing notifications", "err", err)
