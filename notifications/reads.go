@@ -98,6 +98,20 @@ func (s *Service) EditRules(ctx context.Context, userID string, fn func(*pushrul
 	return s.publishRules(ctx, userID)
 }
 
+// PushRulesContent is userID's effective rules as m.push_rules account
+// data content: {"global": ruleset}.
+func (s *Service) PushRulesContent(ctx context.Context, userID string) (json.RawMessage, error) {
+	rs, err := s.Rules(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	content, err := json.Marshal(map[string]any{"global": rs})
+	if err != nil {
+		return nil, fmt.Errorf("encode push rules: %w", err)
+	}
+	return content, nil
+}
+
 // publishRules writes the user's effective rules to m.push_rules. It runs
 // after the edit committed (the account data is syncapi's, in its own
 // transaction); the edit stands even if this fails, and the next edit
@@ -107,11 +121,7 @@ func (s *Service) publishRules(ctx context.Context, userID string) error {
 	if pub == nil {
 		return nil
 	}
-	rs, err := s.Rules(ctx, userID)
-	if err != nil {
-		return err
-	}
-	content, err := json.Marshal(map[string]any{"global": rs})
+	content, err := s.PushRulesContent(ctx, userID)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package syncapi
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -142,6 +143,51 @@ func TestIgnoredUsers(t *testing.T) {
 		}
 		if b := bodies(e.do(Request{UserID: bob, Filter: `{"room":{"timeline":{"limit":50}}}`}).Rooms.Join[room].Timeline.Events); len(b) != 4 {
 			t.Fatalf("after un-ignoring = %v", b)
+		}
+	})
+}
+
+// fakePushRules is a PushRulesSource answering fixed content per user.
+type fakePushRules map[string]string
+
+func (f fakePushRules) PushRulesContent(_ context.Context, userID string) (json.RawMessage, error) {
+	return json.RawMessage(f[userID]), nil
+}
+
+// TestInitialSyncCarriesPushRules: a user who never edited their push rules
+// still gets m.push_rules in every initial sync (from the provider), never
+// in an incremental one, and stored rules win over the provider's.
+func TestInitialSyncCarriesPushRules(t *testing.T) {
+	alice := user("alice")
+	defaults := `{"global":{"override":[{"rule_id":".m.rule.master"}]}}`
+	eachEngine(t, func(o *Options) { o.PushRules = fakePushRules{alice: defaults} }, func(t *testing.T, e *env) {
+		ctx := ctxT(t)
+		first := e.do(Request{UserID: alice})
+		if got := accountTypes(first.AccountData); len(got) != 1 || got["m.push_rules"] != defaults {
+			t.Fatalf("initial sync account data = %v", got)
+		}
+		if got := accountTypes(e.do(Request{UserID: alice, Filter: `{"account_data":{"not_types":["m.push_rules"]}}`}).AccountData); len(got) != 0 {
+			t.Fatalf("filtered out, still got %v", got)
+		}
+		if err := e.sync.PutAccountData(ctx, alice, "", "chat.myelin.layout", raw(map[string]any{"compact": true})); err != nil {
+			t.Fatal(err)
+		}
+		if got := accountTypes(e.do(Request{UserID: alice, Since: first.NextBatch}).AccountData); len(got) != 1 || got["m.push_rules"] != "" {
+			t.Fatalf("incremental sync account data = %v", got)
+		}
+		edited := `{"global":{"override":[]}}`
+		if err := e.sync.SetAccountData(ctx, alice, "", "m.push_rules", json.RawMessage(edited)); err != nil {
+			t.Fatal(err)
+		}
+		again := e.do(Request{UserID: alice})
+		n := 0
+		for _, ev := range again.AccountData.Events {
+			if ev.Type == "m.push_rules" {
+				n++
+			}
+		}
+		if got := accountTypes(again.AccountData); n != 1 || got["m.push_rules"] != edited {
+			t.Fatalf("stored rules: %d entries, %v", n, got)
 		}
 	})
 }

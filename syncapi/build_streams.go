@@ -243,9 +243,11 @@ func (b *builder) accountData(ctx context.Context) error {
 	}
 	gf, rf := b.filter.AccountData, b.rf.AccountData
 	perRoom := map[string]int{}
+	hasPushRules := false
 	for _, a := range rows {
 		ev := accountDataEvent(a.Type, a.Content)
 		if a.RoomID == "" {
+			hasPushRules = hasPushRules || a.Type == "m.push_rules"
 			if gf.allowsType(a.Type) && len(b.resp.AccountData.Events) < gf.limit(maxEventLimit) {
 				b.resp.AccountData.Events = append(b.resp.AccountData.Events, ev)
 			}
@@ -266,6 +268,17 @@ func (b *builder) accountData(ctx context.Context) error {
 			continue
 		}
 		perRoom[a.RoomID]++
+	}
+	// An initial sync always carries the push rules; a user who never
+	// edited them has no stored m.push_rules, so the defaults come from
+	// the provider.
+	if p := b.s.opts.PushRules; p != nil && b.since == nil && !hasPushRules && gf.allowsType("m.push_rules") &&
+		len(b.resp.AccountData.Events) < gf.limit(maxEventLimit) {
+		content, err := p.PushRulesContent(ctx, b.req.UserID)
+		if err != nil {
+			return err
+		}
+		b.resp.AccountData.Events = append(b.resp.AccountData.Events, accountDataEvent("m.push_rules", content))
 	}
 	return nil
 }

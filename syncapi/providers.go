@@ -32,6 +32,14 @@ type UnreadCounts struct {
 	Threads map[string]UnreadCounts
 }
 
+// PushRulesSource gives a user's effective push rules as m.push_rules
+// content. The push-rule owner writes that account data only when the
+// user edits their rules, so an initial sync of a user who never did asks
+// here: the spec has the rules in every initial sync's account data.
+type PushRulesSource interface {
+	PushRulesContent(ctx context.Context, userID string) (json.RawMessage, error)
+}
+
 // StreamSource is a stream kept by a provider. Its position travels in the
 // since token under StreamKey, so the provider decides what a position
 // means; syncapi only stores and compares it.

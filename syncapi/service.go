@@ -37,6 +37,7 @@ type Options struct {
 	ToDevice    ToDeviceInbox
 	DeviceLists DeviceListTracker
 	Keys        KeyCounter
+	PushRules   PushRulesSource
 
 	// PresenceOfflineAfter is how long after a user's last sync request
 	// ends they become offline (30s when zero): a client between two
