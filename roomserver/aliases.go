@@ -86,7 +86,67 @@ func (s *Service) DeleteAlias(ctx context.Context, alias, userID string, admin b
 	} else if err != nil {
 		return err
 	}
+	s.dropFromCanonicalAlias(ctx, a.RoomID, alias, userID)
 	return nil
+}
+
+// dropFromCanonicalAlias removes a deleted alias from the room's
+// m.room.canonical_alias event (alias and alt_aliases), sent by the user who
+// deleted it, so clients stop advertising an alias that no longer resolves.
+// The spec lets servers do this and recommends that the deletion succeed even
+// when the user may not update the event, so a refusal here is not an error.
+func (s *Service) dropFromCanonicalAlias(ctx context.Context, roomID, alias, userID string) {
+	r, err := s.Room(ctx, roomID)
+	if err != nil {
+		return
+	}
+	ev, err := r.StateEvent(ctx, spec.MRoomCanonicalAlias, "")
+	if err != nil || ev == nil {
+		return
+	}
+	content, changed := withoutAlias(ev.Content, alias)
+	if !changed {
+		return
+	}
+	empty := ""
+	_, _ = s.Send(ctx, SendRequest{RoomID: roomID, Sender: userID, Type: spec.MRoomCanonicalAlias, StateKey: &empty, Content: content})
+}
+
+// withoutAlias is canonical_alias content with alias removed from "alias"
+// and "alt_aliases" (other keys kept); changed is false when it was in
+// neither or the content is not an object.
+func withoutAlias(raw json.RawMessage, alias string) (json.RawMessage, bool) {
+	var c map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &c); err != nil || c == nil {
+		return nil, false
+	}
+	changed := false
+	var main string
+	if json.Unmarshal(c["alias"], &main) == nil && main == alias {
+		delete(c, "alias")
+		changed = true
+	}
+	var alts []string
+	if v, ok := c["alt_aliases"]; ok && json.Unmarshal(v, &alts) == nil {
+		kept := slices.DeleteFunc(slices.Clone(alts), func(a string) bool { return a == alias })
+		if len(kept) != len(alts) {
+			changed = true
+			if len(kept) == 0 {
+				delete(c, "alt_aliases")
+			} else {
+				b, _ := json.Marshal(kept)
+				c["alt_aliases"] = b
+			}
+		}
+	}
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(c)
+	if err != nil {
+		return nil, false
+	}
+	return out, true
 }
 
 // LocalAliases is GET /rooms/{roomId}/aliases: members (or anyone, when the
