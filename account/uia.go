@@ -159,6 +159,9 @@ func (s *Service) interactiveAuth(ctx context.Context, req uiaRequest) (uiaResul
 		case StagePassword:
 			local, err := s.checkPasswordStage(ctx, auth, callerLocal)
 			if err != nil {
+				if errors.Is(err, errNotCaller) {
+					return uiaResult{}, apierr.Forbidden("The authenticated user must be the user making the request")
+				}
 				if ae, ok := apierr.As(err); ok && ae.Code != "M_LIMIT_EXCEEDED" {
 					return uiaResult{}, challenge(ae)
 				}
@@ -218,6 +221,11 @@ func flowDone(flow, completed []string) bool {
 	return len(completed) >= len(flow) && slices.Equal(completed[:len(flow)], flow)
 }
 
+// errNotCaller is checkPasswordStage's answer when an authenticated
+// request identifies another user: the request is refused (403) rather than
+// the stage offered again.
+var errNotCaller = errors.New("uia: identified user is not the caller")
+
 // checkPasswordStage verifies an m.login.password auth dict. When the
 // request is authenticated the identified user must be the caller.
 func (s *Service) checkPasswordStage(ctx context.Context, auth *AuthData, callerLocal string) (string, error) {
@@ -232,9 +240,16 @@ func (s *Service) checkPasswordStage(ctx context.Context, auth *AuthData, caller
 		user = callerLocal
 	}
 	local, ok := s.loginLocalpart(user)
-	if !ok || (callerLocal != "" && local != callerLocal) {
+	if !ok {
 		s.passwordMatches("", auth.Password)
 		return "", apierr.New(401, "M_FORBIDDEN", "Invalid username or password")
+	}
+	if callerLocal != "" && local != callerLocal {
+		// Not a failed attempt at the stage but a request this caller may
+		// not make: authenticating as someone else never authorises an
+		// operation on the caller's account. The other user's password is
+		// not checked, so this answer says nothing about it.
+		return "", errNotCaller
 	}
 	if err := s.verifyPassword(ctx, local, auth.Password); err != nil {
 		return "", err

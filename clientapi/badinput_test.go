@@ -174,7 +174,7 @@ func TestBadInputs(t *testing.T) {
 			tc{"password_missing", "POST", v3 + "/account/password", tok, `{}`, 400, "M_MISSING_PARAM"},
 			tc{"password_weak", "POST", v3 + "/account/password", tok, `{"new_password": "x"}`, 400, "M_WEAK_PASSWORD"},
 			tc{"password_wrong_uia", "POST", v3 + "/account/password", tok, `{"new_password": "long enough pw", "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "nope"}}`, 401, "M_FORBIDDEN"},
-			tc{"password_other_user_uia", "POST", v3 + "/account/password", tok, `{"new_password": "long enough pw", "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"}, "password": "battery staple"}}`, 401, "M_FORBIDDEN"},
+			tc{"password_other_user_uia", "POST", v3 + "/account/password", tok, `{"new_password": "long enough pw", "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"}, "password": "battery staple"}}`, 403, "M_FORBIDDEN"},
 			tc{"password_no_auth", "POST", v3 + "/account/password", tok, `{"new_password": "long enough pw"}`, 401, ""},
 			tc{"password_deactivated_uia", "POST", v3 + "/account/password", "", `{"new_password": "long enough pw", "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "gone"}, "password": "bygone password"}}`, 401, "M_FORBIDDEN"},
 			tc{"deactivate_wrong_uia", "POST", v3 + "/account/deactivate", tok, `{"auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "nope"}}`, 401, "M_FORBIDDEN"},

@@ -285,8 +285,10 @@ func TestDevicesAndUIA(t *testing.T) {
 		r = s.do("DELETE", v3+"/devices/LAPTOP", tok, map[string]any{"auth": passwordAuth("alice", "wrong", sess)})
 		s.expect(r, 401, "M_FORBIDDEN")
 		s.expect(s.do("GET", v3+"/account/whoami", laptop.str("access_token"), nil), 200, "")
-		// Bob's password does not delete Alice's device.
-		s.expect(s.do("DELETE", v3+"/devices/LAPTOP", tok, map[string]any{"auth": passwordAuth("bob", "battery staple", sess)}), 401, "M_FORBIDDEN")
+		// Bob's password does not delete Alice's device: authenticating as
+		// another user is refused outright (403), and the device stays.
+		s.expect(s.do("DELETE", v3+"/devices/LAPTOP", tok, map[string]any{"auth": passwordAuth("bob", "battery staple", sess)}), 403, "M_FORBIDDEN")
+		s.expect(s.do("GET", v3+"/account/whoami", laptop.str("access_token"), nil), 200, "")
 		// Someone else's session is refused.
 		rb := s.do("DELETE", v3+"/devices/X", bob.str("access_token"), nil)
 		rb = s.do("DELETE", v3+"/devices/X", bob.str("access_token"), map[string]any{"auth": passwordAuth("bob", "battery staple", rb.str("session"))})
