@@ -53,6 +53,7 @@ func (a *api) registerRoomRoutes(r *mux.Router, rooms *roomserver.Service, v1, v
 	const room = "/rooms/{roomId}"
 	handle(http.MethodPost, v3+"/createRoom", a.authed(ra.createRoom))
 	handle(http.MethodPost, v3+room+"/upgrade", a.authed(ra.upgrade))
+	handle(http.MethodPost, v3+"/user_directory/search", a.authed(ra.searchUserDirectory))
 
 	// Membership (rooms_membership.go).
 	handle(http.MethodPost, v3+"/join/{roomIdOrAlias}", a.authed(ra.joinByIDOrAlias))
