@@ -88,6 +88,39 @@ func TestPushStorage(t *testing.T) {
 		if b, _ := p.Pushers(ctx, "@b:hs"); len(b) != 0 {
 			t.Fatalf("not deleted: %+v", b)
 		}
+		// Pushers go with the device that created them; those with no
+		// recorded device, and other users', stay.
+		for _, q := range []string{
+			`INSERT INTO users (localpart, created_ts) VALUES ('c', 1)`,
+			`INSERT INTO devices (localpart, device_id, created_ts) VALUES ('c', 'KEPT', 1)`,
+		} {
+			if _, err := db.W.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct{ user, key, device string }{
+			{"@c:hs", "kept", "KEPT"}, {"@c:hs", "gone", "GONE"}, {"@c:hs", "legacy", ""}, {"@d:hs", "other", "GONE"},
+		} {
+			pc := ps
+			pc.UserID, pc.PushKey, pc.DeviceID = c.user, c.key, c.device
+			if err := p.SetPusher(ctx, pc, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := p.DeletePushersOfRemovedDevices(ctx, "@c:hs", "c"); err != nil || n != 1 {
+			t.Fatalf("deleted %d, %v", n, err)
+		}
+		var left []string
+		cs, _ := p.Pushers(ctx, "@c:hs")
+		for _, c := range cs {
+			left = append(left, c.PushKey+"/"+c.DeviceID)
+		}
+		if fmt.Sprint(left) != "[kept/KEPT legacy/]" {
+			t.Fatalf("left %v", left)
+		}
+		if d, _ := p.Pushers(ctx, "@d:hs"); len(d) != 1 {
+			t.Fatalf("another user's pusher: %+v", d)
+		}
 		// Rules: an error from the edit changes nothing.
 		if err := p.UpdatePushRules(ctx, "@a:hs", func(old []byte) ([]byte, error) { return []byte(`{"v":1}`), nil }); err != nil {
 			t.Fatal(err)
