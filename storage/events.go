@@ -49,7 +49,13 @@ func scanEvent(sc interface{ Scan(...any) error }) (StoredEvent, error) {
 }
 
 func (r *Rooms) queryEvents(ctx context.Context, query string, args ...any) ([]StoredEvent, error) {
-	rows, err := r.db.R.QueryContext(ctx, query, args...)
+	return queryEvents(ctx, r.db, query, args...)
+}
+
+// queryEvents runs an event-log query on the readers and scans every row;
+// the roomserver's and sync's reads of the log share it.
+func queryEvents(ctx context.Context, db *DB, query string, args ...any) ([]StoredEvent, error) {
+	rows, err := db.R.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,11 +226,15 @@ func (r *Rooms) EventByID(ctx context.Context, eventID string) (StoredEvent, err
 // RoomEvents returns up to limit events of a room with after < position <=
 // upTo, oldest first, or newest first when backwards is set.
 func (r *Rooms) RoomEvents(ctx context.Context, roomNID, after, upTo int64, limit int, backwards bool) ([]StoredEvent, error) {
+	return roomEvents(ctx, r.db, roomNID, after, upTo, limit, backwards)
+}
+
+func roomEvents(ctx context.Context, db *DB, roomNID, after, upTo int64, limit int, backwards bool) ([]StoredEvent, error) {
 	order := "ASC"
 	if backwards {
 		order = "DESC"
 	}
-	evs, err := r.queryEvents(ctx, `SELECT `+eventCols+` FROM events WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3
+	evs, err := queryEvents(ctx, db, `SELECT `+eventCols+` FROM events WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3
 		ORDER BY event_nid `+order+` LIMIT $4`, roomNID, after, upTo, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read room events: %w", err)

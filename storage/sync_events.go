@@ -46,20 +46,7 @@ func stringArgs(vals []string) []any {
 }
 
 func (s *Sync) queryEvents(ctx context.Context, query string, args ...any) ([]StoredEvent, error) {
-	rows, err := s.db.R.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []StoredEvent
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryEvents(ctx, s.db, query, args...)
 }
 
 // UserRooms lists every room where userID has a membership row, with the
@@ -156,16 +143,7 @@ func (s *Sync) LatestEvents(ctx context.Context, windows []EventWindow, limit in
 // RoomEvents returns up to limit events of one room with after < position
 // <= upTo, oldest first, or newest first when backwards is set.
 func (s *Sync) RoomEvents(ctx context.Context, roomNID, after, upTo int64, limit int, backwards bool) ([]StoredEvent, error) {
-	order := "ASC"
-	if backwards {
-		order = "DESC"
-	}
-	evs, err := s.queryEvents(ctx, `SELECT `+eventCols+` FROM events WHERE room_nid = $1 AND event_nid > $2 AND event_nid <= $3
-		ORDER BY event_nid `+order+` LIMIT $4`, roomNID, after, upTo, limit)
-	if err != nil {
-		return nil, fmt.Errorf("read room events: %w", err)
-	}
-	return evs, nil
+	return roomEvents(ctx, s.db, roomNID, after, upTo, limit, backwards)
 }
 
 // EventsByTimestamp returns up to limit events of a room at or after ts
