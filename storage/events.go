@@ -197,23 +197,31 @@ func prefixed(p, cols string) string {
 // EventsByNID returns the events with the given NIDs (any order; missing
 // ones are skipped).
 func (r *Rooms) EventsByNID(ctx context.Context, nids []int64) ([]StoredEvent, error) {
-	if len(nids) == 0 {
-		return nil, nil
+	return eventsByNID(ctx, r.db, nids)
+}
+
+// eventsByNID reads events in chunks of 500 so a long list never exceeds
+// an engine's bound-parameter limit.
+func eventsByNID(ctx context.Context, db *DB, nids []int64) ([]StoredEvent, error) {
+	var out []StoredEvent
+	for start := 0; start < len(nids); start += 500 {
+		chunk := nids[start:min(start+500, len(nids))]
+		evs, err := queryEvents(ctx, db, `SELECT `+eventCols+` FROM events WHERE event_nid IN (`+placeholders(1, len(chunk))+`)`, int64Args(chunk)...)
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		out = append(out, evs...)
 	}
-	args := make([]any, len(nids))
-	for i, n := range nids {
-		args[i] = n
-	}
-	evs, err := r.queryEvents(ctx, `SELECT `+eventCols+` FROM events WHERE event_nid IN (`+placeholders(1, len(nids))+`)`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
-	}
-	return evs, nil
+	return out, nil
 }
 
 // EventByID returns an event by its Matrix ID. ErrNotFound if unknown.
 func (r *Rooms) EventByID(ctx context.Context, eventID string) (StoredEvent, error) {
-	e, err := scanEvent(r.db.R.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
+	return eventByID(ctx, r.db, eventID)
+}
+
+func eventByID(ctx context.Context, db *DB, eventID string) (StoredEvent, error) {
+	e, err := scanEvent(db.R.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, ErrNotFound
 	}

@@ -164,28 +164,12 @@ func (s *Sync) EventsByTimestamp(ctx context.Context, roomNID, ts int64, forward
 // EventsByNID returns the events with the given positions (any order;
 // missing ones are skipped).
 func (s *Sync) EventsByNID(ctx context.Context, nids []int64) ([]StoredEvent, error) {
-	var out []StoredEvent
-	for start := 0; start < len(nids); start += 500 {
-		chunk := nids[start:min(start+500, len(nids))]
-		evs, err := s.queryEvents(ctx, `SELECT `+eventCols+` FROM events WHERE event_nid IN (`+placeholders(1, len(chunk))+`)`, int64Args(chunk)...)
-		if err != nil {
-			return nil, fmt.Errorf("read events: %w", err)
-		}
-		out = append(out, evs...)
-	}
-	return out, nil
+	return eventsByNID(ctx, s.db, nids)
 }
 
 // EventByID returns an event by its Matrix ID. ErrNotFound if unknown.
 func (s *Sync) EventByID(ctx context.Context, eventID string) (StoredEvent, error) {
-	e, err := scanEvent(s.db.R.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return e, ErrNotFound
-	}
-	if err != nil {
-		return e, fmt.Errorf("read event: %w", err)
-	}
-	return e, nil
+	return eventByID(ctx, s.db, eventID)
 }
 
 // LastEventsAtOrBefore returns, for each room, its newest event with
