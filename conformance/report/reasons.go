@@ -1,11 +1,10 @@
 package report
 
 import (
-	"bufio"
-	"fmt"
 	"io"
-	"regexp"
 	"strings"
+
+	"myelin/conformance/results"
 )
 
 // Reasons explains failures: an ordered list of patterns, each matched
@@ -14,38 +13,13 @@ import (
 // subtests, e.g. "CSAPI.Must: POST http://…/createRoom returned non-2xx
 // code: 404 …"). The first match gives the reason, so patterns can name a
 // missing endpoint as well as a test.
-type Reasons []reasonRule
-
-type reasonRule struct {
-	pattern *regexp.Regexp
-	reason  string
-}
+type Reasons []results.Rule
 
 // ReadReasons parses reasons.txt: "regexp<TAB>reason" per line; blank lines
 // and lines starting with # are ignored.
 func ReadReasons(r io.Reader) (Reasons, error) {
-	var out Reasons
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		expr, reason, ok := strings.Cut(line, "\t")
-		reason = strings.TrimSpace(reason)
-		if !ok || reason == "" {
-			return nil, fmt.Errorf("reasons line %d: want \"regexp<TAB>reason\"", n)
-		}
-		re, err := regexp.Compile(expr)
-		if err != nil {
-			return nil, fmt.Errorf("reasons line %d: %w", n, err)
-		}
-		out = append(out, reasonRule{re, reason})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read reasons: %w", err)
-	}
-	return out, nil
+	rules, err := results.ReadRules(r, "reasons")
+	return Reasons(rules), err
 }
 
 // unexplained groups failures nobody has looked at yet.
@@ -57,8 +31,8 @@ func (rs Reasons) For(area Area, pkg, test, firstError string) string {
 	top, _, _ := strings.Cut(test, "/")
 	subject := area.Slug + " " + pkg + " " + top + " " + firstError
 	for _, r := range rs {
-		if r.pattern.MatchString(subject) {
-			return r.reason
+		if r.Pattern.MatchString(subject) {
+			return r.Reason
 		}
 	}
 	return unexplained

@@ -8,21 +8,17 @@ import (
 	"strings"
 )
 
-// Flaky lists known causes of intermittent failures. A listed test that
-// fails in a way a rule matches is reported as flaky instead of as a
-// regression, until the cause is fixed and the rule removed.
-type Flaky []flakyRule
-
-type flakyRule struct {
-	pattern *regexp.Regexp
-	reason  string
+// Rule is one line of a rules file (flaky.txt, reasons.txt): a pattern and
+// the reason it stands for.
+type Rule struct {
+	Pattern *regexp.Regexp
+	Reason  string
 }
 
-// ReadFlaky parses flaky.txt: "regexp<TAB>reason" per line, the regexp
-// matched against "package test failure"; blank lines and # comments are
-// ignored.
-func ReadFlaky(r io.Reader) (Flaky, error) {
-	var out Flaky
+// ReadRules parses a rules file: "regexp<TAB>reason" per line; blank lines
+// and # comments are ignored. what names the file in errors.
+func ReadRules(r io.Reader, what string) ([]Rule, error) {
+	var out []Rule
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
@@ -32,26 +28,38 @@ func ReadFlaky(r io.Reader) (Flaky, error) {
 		expr, reason, ok := strings.Cut(line, "\t")
 		reason = strings.TrimSpace(reason)
 		if !ok || reason == "" {
-			return nil, fmt.Errorf("flaky line %d: want \"regexp<TAB>reason\"", n)
+			return nil, fmt.Errorf("%s line %d: want \"regexp<TAB>reason\"", what, n)
 		}
 		re, err := regexp.Compile(expr)
 		if err != nil {
-			return nil, fmt.Errorf("flaky line %d: %w", n, err)
+			return nil, fmt.Errorf("%s line %d: %w", what, n, err)
 		}
-		out = append(out, flakyRule{re, reason})
+		out = append(out, Rule{re, reason})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read flaky: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return out, nil
+}
+
+// Flaky lists known causes of intermittent failures. A listed test that
+// fails in a way a rule matches is reported as flaky instead of as a
+// regression, until the cause is fixed and the rule removed.
+type Flaky []Rule
+
+// ReadFlaky parses flaky.txt, whose regexps are matched against
+// "package test failure".
+func ReadFlaky(r io.Reader) (Flaky, error) {
+	rules, err := ReadRules(r, "flaky")
+	return Flaky(rules), err
 }
 
 // match returns the reason of the first rule matching a failed result.
 func (f Flaky) match(r Result) (string, bool) {
 	subject := r.Key() + " " + r.Reason
 	for _, rule := range f {
-		if rule.pattern.MatchString(subject) {
-			return rule.reason, true
+		if rule.Pattern.MatchString(subject) {
+			return rule.Reason, true
 		}
 	}
 	return "", false
