@@ -56,6 +56,15 @@ func TestVerify(t *testing.T) {
 		{"bad log level", func(c *Config) { c.Logging.Level = "loud" }, []string{"logging.level"}},
 		{"bad log format", func(c *Config) { c.Logging.Format = "xml" }, []string{"logging.format"}},
 		{"bad metrics path", func(c *Config) { c.Metrics.Path = "metrics" }, []string{"metrics.path"}},
+		{"relaxed durability", func(c *Config) { c.Database.Durability = DurabilityRelaxed }, nil},
+		{"bad durability", func(c *Config) { c.Database.Durability = "none" }, []string{"database.durability"}},
+		{"no durability", func(c *Config) { c.Database.Durability = "" }, []string{"database.durability"}},
+		{"pprof on loopback", func(c *Config) { c.Debug.PprofListen = "127.0.0.1:6060" }, nil},
+		{"pprof on ipv6 loopback", func(c *Config) { c.Debug.PprofListen = "[::1]:6060" }, nil},
+		{"pprof on localhost", func(c *Config) { c.Debug.PprofListen = "localhost:6060" }, nil},
+		{"pprof on all interfaces", func(c *Config) { c.Debug.PprofListen = ":6060" }, []string{"debug.pprof_listen"}},
+		{"pprof on a public address", func(c *Config) { c.Debug.PprofListen = "192.0.2.1:6060" }, []string{"debug.pprof_listen"}},
+		{"pprof without port", func(c *Config) { c.Debug.PprofListen = "127.0.0.1" }, []string{"debug.pprof_listen"}},
 		{"every error at once", func(c *Config) {
 			c.ServerName = ""
 			c.Database.Engine = "x"
