@@ -29,6 +29,19 @@ var migrations embed.FS
 // _txlock=immediate takes the write lock at BEGIN so a transaction never
 // fails half-way on a lock upgrade.
 func Open(path string, maxReaders int) (*storage.DB, error) {
+	return OpenWith(path, maxReaders, Options{})
+}
+
+// Options are the settings an operator may change.
+type Options struct {
+	// Relaxed uses synchronous=NORMAL (config database.durability:
+	// relaxed): in WAL mode a commit then survives a crash of the process
+	// but not a power loss. Never the default.
+	Relaxed bool
+}
+
+// OpenWith is Open with Options.
+func OpenWith(path string, maxReaders int, o Options) (*storage.DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create database directory: %w", err)
@@ -38,7 +51,11 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 	common.Add("_pragma", "busy_timeout(10000)")
 	common.Add("_pragma", "foreign_keys(1)")
 	common.Add("_pragma", "journal_mode(WAL)")
-	common.Add("_pragma", "synchronous(FULL)")
+	if o.Relaxed {
+		common.Add("_pragma", "synchronous(NORMAL)")
+	} else {
+		common.Add("_pragma", "synchronous(FULL)")
+	}
 
 	wq := url.Values{}
 	for k, v := range common {
