@@ -65,7 +65,7 @@ func OpenWith(path string, maxReaders int, o Options) (*storage.DB, error) {
 	// SQLite parses "file:" names as URIs: escape the path so '?', '#' and
 	// '%' in a directory name cannot cut it short (and lose the pragmas).
 	uri := "file:" + (&url.URL{Path: path}).EscapedPath()
-	w, err := sql.Open("sqlite", uri+"?"+wq.Encode())
+	w, err := openPositional(uri + "?" + wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
@@ -83,7 +83,7 @@ func OpenWith(path string, maxReaders int, o Options) (*storage.DB, error) {
 		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
-	r, err := sql.Open("sqlite", uri+"?"+rq.Encode())
+	r, err := openPositional(uri + "?" + rq.Encode())
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
@@ -99,4 +99,17 @@ func OpenWith(path string, maxReaders int, o Options) (*storage.DB, error) {
 		return nil, err
 	}
 	return storage.New(storage.SQLite, w, r, sub), nil
+}
+
+// openPositional is sql.Open("sqlite", dsn) with the parameter rewrite of
+// positional.go on every connection.
+func openPositional(dsn string) (*sql.DB, error) {
+	// sql.Open connects nothing: it only hands out the registered driver.
+	probe, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	drv := probe.Driver()
+	probe.Close()
+	return sql.OpenDB(positionalConnector{dsn: dsn, drv: drv}), nil
 }
