@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Push is the storage of push rules, notifications, pushers and the
@@ -137,14 +138,28 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 				return fmt.Errorf("prepare notifications: %w", err)
 			}
 			defer st.Close()
+			inserted := make([]Notification, 0, len(ns))
 			for _, n := range ns {
 				hl := 0
 				if n.Highlight {
 					hl = 1
 				}
-				if _, err := st.ExecContext(ctx, n.UserID, n.EventNID, n.RoomID, n.ThreadID, hl, string(n.Actions), n.TS); err != nil {
+				res, err := st.ExecContext(ctx, n.UserID, n.EventNID, n.RoomID, n.ThreadID, hl, string(n.Actions), n.TS)
+				if err != nil {
 					return fmt.Errorf("store notification: %w", err)
 				}
+				c, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("store notification: %w", err)
+				}
+				if c == 1 {
+					inserted = append(inserted, n)
+				}
+			}
+			// Deliveries to the users' HTTP pushers commit with the
+			// notifications: none is lost, none is queued twice.
+			if err := enqueuePushes(ctx, tx, inserted, time.Now().UnixMilli()); err != nil {
+				return err
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
