@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -34,6 +35,8 @@ type Config struct {
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Logging      Logging      `yaml:"logging"`
 	Metrics      Metrics      `yaml:"metrics"`
+	Outbound     Outbound     `yaml:"outbound"`
+	Push         Push         `yaml:"push"`
 }
 
 // Listeners are the addresses the server binds.
@@ -153,6 +156,54 @@ type Metrics struct {
 	Path    string `yaml:"path"` // served on the client listener
 }
 
+// Outbound configures the one HTTP client for requests to addresses users
+// choose (push gateways; later federation and URL previews). Loopback,
+// private, link-local, CGNAT, multicast and other special-purpose
+// addresses are refused unless listed here.
+type Outbound struct {
+	// AllowNetworks are CIDRs (or single addresses) exempt from the
+	// deny-list, e.g. 127.0.0.0/8 for a push gateway on the same host.
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// AllowPrefixes parses AllowNetworks (Verify reports bad entries); a bare
+// IP is a single-address network.
+func (o Outbound) AllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, e := range o.AllowNetworks {
+		if !strings.Contains(e, "/") {
+			a, err := netip.ParseAddr(e)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Push configures delivery to push gateways.
+type Push struct {
+	// GatewayTimeout bounds one request to a push gateway.
+	GatewayTimeout time.Duration `yaml:"gateway_timeout"`
+	// InitialBackoff is the wait after a pusher's first failed delivery;
+	// it doubles per consecutive failure (with jitter) up to MaxBackoff.
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	// MaxAttempts failed attempts give up one notification.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxAge gives up notifications not delivered this long after they
+	// were queued: a phone alert about a day-old message helps no one.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
 // Default returns the configuration used for anything config.yaml leaves out.
 func Default() Config {
 	return Config{
@@ -178,6 +229,8 @@ func Default() Config {
 		},
 		Logging: Logging{Level: "info", Format: "text"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},
+		Push: Push{GatewayTimeout: 10 * time.Second, InitialBackoff: time.Second, MaxBackoff: 10 * time.Minute,
+			MaxAttempts: 15, MaxAge: 12 * time.Hour},
 	}
 }
 
@@ -281,6 +334,21 @@ func (c *Config) Verify() error {
 	}
 	if c.Metrics.Enabled && !strings.HasPrefix(c.Metrics.Path, "/") {
 		bad("metrics.path: must start with /")
+	}
+	if _, err := c.Outbound.AllowPrefixes(); err != nil {
+		bad("outbound.allow_networks: %v", err)
+	}
+	if c.Push.GatewayTimeout <= 0 {
+		bad("push.gateway_timeout: must be positive")
+	}
+	if c.Push.InitialBackoff <= 0 || c.Push.MaxBackoff < c.Push.InitialBackoff {
+		bad("push.initial_backoff and push.max_backoff: need 0 < initial_backoff <= max_backoff")
+	}
+	if c.Push.MaxAttempts < 1 {
+		bad("push.max_attempts: must be at least 1")
+	}
+	if c.Push.MaxAge <= 0 {
+		bad("push.max_age: must be positive")
 	}
 	return errors.Join(errs...)
 }

@@ -56,6 +56,12 @@ func TestVerify(t *testing.T) {
 		{"bad log level", func(c *Config) { c.Logging.Level = "loud" }, []string{"logging.level"}},
 		{"bad log format", func(c *Config) { c.Logging.Format = "xml" }, []string{"logging.format"}},
 		{"bad metrics path", func(c *Config) { c.Metrics.Path = "metrics" }, []string{"metrics.path"}},
+		{"outbound allow-list", func(c *Config) { c.Outbound.AllowNetworks = []string{"127.0.0.0/8", "::1", "10.1.2.3"} }, nil},
+		{"bad outbound allow-list", func(c *Config) { c.Outbound.AllowNetworks = []string{"localhost"} }, []string{"outbound.allow_networks"}},
+		{"zero gateway timeout", func(c *Config) { c.Push.GatewayTimeout = 0 }, []string{"push.gateway_timeout"}},
+		{"backoff cap below start", func(c *Config) { c.Push.MaxBackoff = c.Push.InitialBackoff / 2 }, []string{"push.initial_backoff"}},
+		{"zero push attempts", func(c *Config) { c.Push.MaxAttempts = 0 }, []string{"push.max_attempts"}},
+		{"zero push age", func(c *Config) { c.Push.MaxAge = 0 }, []string{"push.max_age"}},
 		{"every error at once", func(c *Config) {
 			c.ServerName = ""
 			c.Database.Engine = "x"
