@@ -30,9 +30,9 @@ var allowed = map[string][]string{
 	// notifications evaluates push rules on new events and keeps unread
 	// counts and the notification list.
 	"notifications": {"pushrules", "storage", "roomserver", "config"},
+	"bridges":       {"appservice", "practice", "config"},
 	// pusher delivers queued notifications to push gateways.
 	"pusher": {"storage", "roomserver", "config"},
-	"bridges":       {"appservice", "practice", "config"},
 	// The composition root and black-box tests may import everything.
 	"cmd":   nil,
 	"tests": nil,
