@@ -139,6 +139,9 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 		syncSvc.Wake(userIDs...)
 		pushSvc.Wake() // the same commit may have queued push deliveries
 	})
+	// Notifications committed before the hook was set may have queued
+	// deliveries too.
+	pushSvc.Wake()
 	notif.SetRulesPublisher(func(ctx context.Context, userID string, content json.RawMessage) error {
 		return syncSvc.SetAccountData(ctx, userID, "", "m.push_rules", content)
 	})
