@@ -437,7 +437,11 @@ func (s *Service) deliver(ctx context.Context, item storage.QueuedPush) result {
 		}
 		return result{outcome: outcomeRetry, reason: reason}
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Drained (bounded) so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxGatewayResponse))
+		resp.Body.Close()
+	}()
 	st := resp.StatusCode
 	switch {
 	case st >= 200 && st < 300:
@@ -453,7 +457,6 @@ func (s *Service) deliver(ctx context.Context, item storage.QueuedPush) result {
 	case st == http.StatusTooManyRequests:
 		return result{outcome: outcomeRetry, status: st, reason: "rate limited", retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 	case st >= 500 || st == http.StatusRequestTimeout:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxGatewayResponse))
 		return result{outcome: outcomeRetry, status: st, reason: "gateway error"}
 	default:
 		// The gateway refuses this request as such: sending it again would
