@@ -326,6 +326,10 @@ func TestPushGateway(t *testing.T) {
 			srv.Kill()
 			srv.Restart()
 			send(1)
+			// Every notification is stored (the count is in bob's /sync)
+			// before the gateway returns, so each delivery carries the
+			// final unread count.
+			waitUnread(t, bob, room.RoomID, mautrix.UnreadNotificationCounts{NotificationCount: len(all) - 1 + len(backlog)})
 			gw.setMode("up")
 			gw.reopen()
 			all = append(all, backlog...)
