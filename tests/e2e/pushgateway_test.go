@@ -374,6 +374,19 @@ func TestPushGateway(t *testing.T) {
 			}
 		})
 
+		step(t, "metrics", func(t *testing.T) {
+			var body string
+			waitFor(t, "the queue gauge at 0", 5*time.Second, func() bool {
+				body = string(srv.Do(t, http.MethodGet, "/metrics", "", nil).Body)
+				return strings.Contains(body, "myelin_push_queue_pending 0")
+			})
+			for _, want := range []string{`myelin_push_deliveries_total{outcome="rejected"} 1`, `myelin_push_deliveries_total{outcome="sent"}`} {
+				if !strings.Contains(body, want) {
+					t.Errorf("/metrics lacks %s", want)
+				}
+			}
+		})
+
 		if strings.Contains(srv.Logs(), "pushtest-body") {
 			t.Error("the server logged a message body")
 		}
