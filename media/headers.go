@@ -50,7 +50,8 @@ func normaliseContentType(contentType string) string {
 
 // Disposition is the Content-Disposition for content of this type: inline
 // only for the spec's allow-list, attachment otherwise; the file name as
-// RFC 6266 allows (quoted, or filename*=utf-8'' for non-ASCII).
+// RFC 6266 allows: quoted, or the RFC 5987 extended filename* form for
+// non-ASCII names.
 func Disposition(contentType, filename string) string {
 	kind := "attachment"
 	if inlineTypes[baseType(contentType)] {

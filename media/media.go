@@ -175,7 +175,7 @@ func (s *Service) mapStorageErr(err error) error {
 	case errors.Is(err, storage.ErrMediaNotUploader):
 		return apierr.Forbidden("This media ID was created by another user")
 	case errors.Is(err, storage.ErrConflict):
-		return apierr.New(http.StatusConflict, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
+		return apierr.New(http.StatusConflict, "M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content")
 	case errors.Is(err, storage.ErrNotFound):
 		return apierr.NotFound("Unknown or expired media ID")
 	}
@@ -302,7 +302,7 @@ func (s *Service) record(ctx context.Context, server, mediaID string, wait time.
 			return storage.MediaRecord{}, apierr.NotFound("Unknown or expired media ID")
 		}
 		if !time.Now().Before(deadline) {
-			return storage.MediaRecord{}, apierr.New(http.StatusGatewayTimeout, "M_NOT_YET_UPLOADED", "Content has not yet been uploaded")
+			return storage.MediaRecord{}, apierr.New(http.StatusGatewayTimeout, "M_NOT_YET_UPLOADED", "Media has not been uploaded yet")
 		}
 		t := time.NewTimer(min(pollInterval, time.Until(deadline)))
 		select {
