@@ -140,18 +140,22 @@ func (m *mediaAPI) download(w http.ResponseWriter, r *http.Request, c *account.C
 	if err != nil {
 		return err
 	}
+	name, named := mux.Vars(r)["fileName"]
+	if named {
+		// The spec: the file name in the path is what the response's
+		// Content-Disposition names.
+		if name, err = httpapi.Var(r, "fileName"); err != nil {
+			return err
+		}
+		if err := media.CheckFilename(name); err != nil {
+			return err
+		}
+	}
 	content, err := m.media.Download(r.Context(), server, mediaID, d)
 	if err != nil {
 		return err
 	}
-	if _, ok := mux.Vars(r)["fileName"]; ok {
-		// The spec: the file name in the path is what the response's
-		// Content-Disposition names.
-		name, err := httpapi.Var(r, "fileName")
-		if err != nil {
-			content.File.Close()
-			return err
-		}
+	if named {
 		content.Filename = name
 	}
 	serve(w, r, content)

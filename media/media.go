@@ -116,13 +116,8 @@ func (s *Service) checkUpload(ctx context.Context, uploader string, up Upload) e
 	if up.ContentLength > s.cfg.MaxUploadSize {
 		return tooLarge()
 	}
-	if len(up.Filename) > 255 || !utf8.ValidString(up.Filename) {
-		return apierr.InvalidParam("filename must be UTF-8 of at most 255 bytes")
-	}
-	for _, r := range up.Filename {
-		if r < 0x20 || r == 0x7f {
-			return apierr.InvalidParam("filename must not contain control characters")
-		}
+	if err := CheckFilename(up.Filename); err != nil {
+		return err
 	}
 	if s.cfg.UserQuota > 0 && up.ContentLength > 0 {
 		used, err := s.db.Usage(ctx, uploader)
@@ -131,6 +126,21 @@ func (s *Service) checkUpload(ctx context.Context, uploader string, up Upload) e
 		}
 		if used+up.ContentLength > s.cfg.UserQuota {
 			return s.overQuota()
+		}
+	}
+	return nil
+}
+
+// CheckFilename refuses a file name (from an upload's query or a download
+// path) that is not printable UTF-8 of at most 255 bytes. It only ever
+// names a download in Content-Disposition, never a file on disk.
+func CheckFilename(name string) error {
+	if len(name) > 255 || !utf8.ValidString(name) {
+		return apierr.InvalidParam("filename must be UTF-8 of at most 255 bytes")
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return apierr.InvalidParam("filename must not contain control characters")
 		}
 	}
 	return nil
