@@ -55,19 +55,20 @@ type Media struct{ db *DB }
 func NewMedia(db *DB) *Media { return &Media{db: db} }
 
 // addUsage charges size bytes to userID inside tx, refusing with
-// ErrMediaQuota when the total would exceed quota (0: no quota).
+// ErrMediaQuota when the total would exceed quota (0: no quota). The
+// upsert comes first and the check reads its result: the upsert locks the
+// user's row, so concurrent uploads by one user are checked one after the
+// other against committed totals (a read-then-write would let two pass
+// together); the caller's rollback undoes the charge.
 func addUsage(ctx context.Context, tx *sql.Tx, userID string, size, quota int64) error {
-	var used int64
-	err := tx.QueryRowContext(ctx, `SELECT bytes FROM media_usage WHERE user_id = $1`, userID).Scan(&used)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read media usage: %w", err)
-	}
-	if quota > 0 && used+size > quota {
-		return ErrMediaQuota
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO media_usage (user_id, bytes) VALUES ($1, $2)
-		ON CONFLICT (user_id) DO UPDATE SET bytes = media_usage.bytes + excluded.bytes`, userID, size); err != nil {
+	var total int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO media_usage (user_id, bytes) VALUES ($1, $2)
+		ON CONFLICT (user_id) DO UPDATE SET bytes = media_usage.bytes + excluded.bytes
+		RETURNING bytes`, userID, size).Scan(&total); err != nil {
 		return fmt.Errorf("update media usage: %w", err)
+	}
+	if quota > 0 && total > quota {
+		return ErrMediaQuota
 	}
 	return nil
 }
@@ -98,6 +99,12 @@ func (m *Media) InsertMedia(ctx context.Context, rec MediaRecord, quota int64) e
 // returns ErrMediaPendingLimit and the earliest of their expiries.
 func (m *Media) CreatePending(ctx context.Context, rec MediaRecord, now int64, maxPending int) (earliestExpiry int64, err error) {
 	err = m.db.Tx(ctx, func(tx *sql.Tx) error {
+		// Charging nothing locks the user's usage row: one user's creates
+		// count and insert one after the other, so they cannot pass the
+		// limit together.
+		if err := addUsage(ctx, tx, rec.Uploader, 0, 0); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM media WHERE uploader = $1 AND sha256 = '' AND expires_ts <= $2`, rec.Uploader, now); err != nil {
 			return fmt.Errorf("drop expired pending media: %w", err)
 		}

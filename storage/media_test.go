@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"myelin/storage"
@@ -153,6 +154,36 @@ func TestMediaPendingUploads(t *testing.T) {
 		// An uploaded ID no longer counts as pending.
 		if _, err := m.CreatePending(ctx, pending("p4", 3000), 600, 2); err != nil {
 			t.Fatalf("slot after upload: %v", err)
+		}
+	})
+}
+
+// TestMediaQuotaConcurrent: uploads racing for the last of a quota never
+// pass it together.
+func TestMediaQuotaConcurrent(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		m := storage.NewMedia(db)
+		const n, size, quota = 12, 10, 55
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				errs <- m.InsertMedia(ctx, storage.MediaRecord{Server: "hs", MediaID: fmt.Sprintf("c%d", i), Uploader: "@alice:hs",
+					ContentType: "text/plain", Size: size, SHA256: "ff", CreatedTS: 1}, quota)
+			}()
+		}
+		ok := 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case !errors.Is(err, storage.ErrMediaQuota):
+				t.Fatalf("unexpected error: %v", err)
+			}
+		}
+		used, err := m.Usage(ctx, "@alice:hs")
+		if ok != quota/size || err != nil || used != int64(ok*size) {
+			t.Fatalf("%d uploads passed, usage %d (%v); want %d and %d", ok, used, err, quota/size, quota/size*size)
 		}
 	})
 }
