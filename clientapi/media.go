@@ -46,7 +46,8 @@ func (a *api) registerMediaRoutes(r *mux.Router, svc *media.Service) {
 	// The deprecated /config carries no media, so the freeze below does not
 	// concern it; the spec still defines it (authenticated, like v1).
 	handle(http.MethodGet, legacy+"/config", a.authed(m.config))
-	// The unauthenticated download endpoints are frozen. The spec (content
+	// The unauthenticated download endpoints are frozen unless the admin
+	// turned media.legacy_unauthenticated_downloads on. The spec (content
 	// repository, v1.11): "By Matrix 1.12, servers SHOULD "freeze" the
 	// deprecated, unauthenticated, endpoints to prevent newly-uploaded
 	// media from being downloaded. This SHOULD mean that any media
@@ -60,9 +61,14 @@ func (a *api) registerMediaRoutes(r *mux.Router, svc *media.Service) {
 	frozen := a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return apierr.NotFound("Unauthenticated media access is frozen; use /_matrix/client/v1/media")
 	})
-	handle(http.MethodGet, legacy+"/download/{serverName}/{mediaId}", frozen)
-	handle(http.MethodGet, legacy+"/download/{serverName}/{mediaId}/{fileName}", frozen)
-	handle(http.MethodGet, legacy+"/thumbnail/{serverName}/{mediaId}", frozen)
+	download, thumbnail := frozen, frozen
+	if a.cfg.Media.LegacyUnauthenticatedDownloads {
+		download = a.handle(func(w http.ResponseWriter, r *http.Request) error { return m.download(w, r, nil) })
+		thumbnail = a.handle(func(w http.ResponseWriter, r *http.Request) error { return m.thumbnail(w, r, nil) })
+	}
+	handle(http.MethodGet, legacy+"/download/{serverName}/{mediaId}", download)
+	handle(http.MethodGet, legacy+"/download/{serverName}/{mediaId}/{fileName}", download)
+	handle(http.MethodGet, legacy+"/thumbnail/{serverName}/{mediaId}", thumbnail)
 }
 
 func (m *mediaAPI) config(w http.ResponseWriter, r *http.Request, c *account.Caller) error {

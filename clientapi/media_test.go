@@ -348,6 +348,36 @@ func TestMediaTraversalAndRemote(t *testing.T) {
 	})
 }
 
+// With media.legacy_unauthenticated_downloads on, the deprecated endpoints
+// serve local media without a token, with the same headers and the same
+// refusals as the authenticated ones.
+func TestMediaLegacyDownloadsOption(t *testing.T) {
+	eachMediaEngine(t, func(m *config.Media) { m.LegacyUnauthenticatedDownloads = true }, func(t *testing.T, s *mediaServer) {
+		id := s.upload(s.alice, "text/html", "page.html", []byte("<b>hi</b>"))
+		for _, tc := range []struct {
+			path    string
+			status  int
+			errcode string
+		}{
+			{"/download/test.local/" + id, 200, ""},
+			{"/download/test.local/" + id + "/other.html", 200, ""},
+			{"/download/test.local/..%2Fsecret", 404, "M_NOT_FOUND"},
+			{"/download/other.example/" + id, 404, "M_NOT_FOUND"},
+			{"/thumbnail/test.local/" + id + "?width=32", 400, "M_MISSING_PARAM"},
+		} {
+			rec := s.raw("GET", mediaV3+tc.path, "", "", nil, 0)
+			if tc.status != 200 {
+				expectErr(t, rec, tc.status, tc.errcode)
+				continue
+			}
+			if rec.Code != 200 || rec.Body.String() != "<b>hi</b>" {
+				t.Fatalf("%s: %d %q", tc.path, rec.Code, rec.Body.String())
+			}
+			checkSecurityHeaders(t, rec, "text/html", "attachment")
+		}
+	})
+}
+
 func TestMediaLimits(t *testing.T) {
 	eachMediaEngine(t, func(m *config.Media) {
 		m.MaxUploadSize = 100

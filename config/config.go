@@ -175,6 +175,13 @@ type Media struct {
 	MaxPendingUploads int `yaml:"max_pending_uploads"`
 	// PendingExpiry is how long a created media ID waits for its upload.
 	PendingExpiry time.Duration `yaml:"pending_expiry"`
+	// LegacyUnauthenticatedDownloads serves local media through the
+	// deprecated /_matrix/media/v3/download and /thumbnail endpoints, which
+	// take no access token. Off by default: the spec asks servers to freeze
+	// them, since anyone holding an mxc:// URI could then fetch the file
+	// (patient photos, documents). An admin may turn it on for a while for
+	// staff on client versions that predate authenticated media (2024).
+	LegacyUnauthenticatedDownloads bool `yaml:"legacy_unauthenticated_downloads"`
 }
 
 // Default returns the configuration used for anything config.yaml leaves out.
