@@ -176,25 +176,43 @@ func (s *Search) Search(ctx context.Context, q SearchQuery) ([]SearchHit, error)
 		order = `rank DESC, e.event_nid DESC`
 	}
 	args = append(args, q.Limit, q.Offset)
-	query := `SELECT ` + prefixedEventCols + `, ` + d.Rank + ` AS rank` + where +
+	// Rank and order positions only, then read the page's events: sorting
+	// narrow rows keeps a common word (thousands of matches) cheap.
+	query := `SELECT e.event_nid, ` + d.Rank + ` AS rank` + where +
 		fmt.Sprintf(` ORDER BY %s LIMIT $%d OFFSET $%d`, order, len(args)-1, len(args))
 	rows, err := s.db.R.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	defer rows.Close()
-	var out []SearchHit
+	var nids []int64
+	rank := map[int64]float64{}
 	for rows.Next() {
-		var h SearchHit
-		var err error
-		h.Event, err = scanEvent(scanWithRank{rows, &h.Rank})
-		if err != nil {
+		var nid int64
+		var r float64
+		if err := rows.Scan(&nid, &r); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
 		}
-		out = append(out, h)
+		nids = append(nids, nid)
+		rank[nid] = r
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
+	}
+	rows.Close()
+	evs, err := eventsByNID(ctx, s.db, nids)
+	if err != nil {
+		return nil, fmt.Errorf("search: read events: %w", err)
+	}
+	byNID := make(map[int64]StoredEvent, len(evs))
+	for _, e := range evs {
+		byNID[e.NID] = e
+	}
+	out := make([]SearchHit, 0, len(nids))
+	for _, nid := range nids {
+		if e, ok := byNID[nid]; ok {
+			out = append(out, SearchHit{Event: e, Rank: rank[nid]})
+		}
 	}
 	return out, nil
 }
@@ -214,23 +232,4 @@ func (s *Search) Count(ctx context.Context, q SearchQuery) (int, error) {
 		return 0, fmt.Errorf("count search results: %w", err)
 	}
 	return n, nil
-}
-
-// prefixedEventCols is eventCols read from the alias e.
-var prefixedEventCols = func() string {
-	cols := strings.Split(eventCols, ", ")
-	for i, c := range cols {
-		cols[i] = "e." + c
-	}
-	return strings.Join(cols, ", ")
-}()
-
-// scanWithRank lets scanEvent read an event row followed by its rank.
-type scanWithRank struct {
-	sc   interface{ Scan(...any) error }
-	rank *float64
-}
-
-func (s scanWithRank) Scan(dest ...any) error {
-	return s.sc.Scan(append(dest, s.rank)...)
 }
