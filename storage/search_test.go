@@ -62,6 +62,10 @@ func searchFixture(t *testing.T, rs *storage.Rooms) {
 			create(20),
 			memberEvent(21, "@alice:hs", "join", 2, 0),
 			textEvent(22, "m.room.message", "@alice:hs", "", "dog in the private room"),
+			// NUL escapes (PostgreSQL's jsonb refuses \u0000) and an escaped
+			// backslash before one must neither fail the insert nor the index.
+			storage.NewEvent{NID: 23, EventID: "$ev23", Type: "m.room.message", Sender: "@alice:hs", Depth: 23, OriginTS: 1023, StateGroup: 2,
+				JSON: []byte(`{"type":"m.room.message","content":{"body":"quokka\u0000seen \\u0000 here"}}`)},
 		),
 	)
 }
@@ -130,6 +134,10 @@ func TestSearch(t *testing.T) {
 					}
 				}
 			})
+		}
+
+		if hits, err := s.Search(ctx, storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords("quokka"), Limit: 10}); err != nil || !reflect.DeepEqual(hitNIDs(hits), []int64{23}) {
+			t.Fatalf("text with NUL escapes: %v %v", hitNIDs(hits), err)
 		}
 
 		// A redaction rewrites the event and takes it out of the index.

@@ -18,11 +18,14 @@ CREATE TABLE event_search (
 CREATE INDEX event_search_vector ON event_search USING GIN (vector);
 
 -- The searchable text of an event row, or NULL when the key is absent or
--- not a string.
+-- not a string. jsonb refuses the escape \u0000, which JSON (and so an
+-- event) may hold: it becomes \u0020 first, or the event's insert would
+-- fail. (Replacing the six characters also keeps an escaped backslash
+-- before "u0000" valid: \\u0000 turns into \\u0020.)
 CREATE FUNCTION event_search_text(typ TEXT, js TEXT) RETURNS TEXT
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(j #> ARRAY['content', k]) = 'string' THEN j #>> ARRAY['content', k] END
-    FROM (SELECT js::jsonb AS j,
+    FROM (SELECT replace(js, '\u0000', '\u0020')::jsonb AS j,
                  CASE typ WHEN 'm.room.message' THEN 'body' WHEN 'm.room.name' THEN 'name' ELSE 'topic' END AS k) x
 $$;
 
