@@ -74,3 +74,62 @@ func TestUserDirectorySearch(t *testing.T) {
 		}
 	})
 }
+
+// TestUserDirectoryOrderLimitAndLeaving: the spec's order (rank, then
+// profile information), the default limit of 10 with limited set, and a
+// room mate who leaves the only shared room drops out of the directory.
+func TestUserDirectoryOrderLimitAndLeaving(t *testing.T) {
+	eachRoomEngine(t, nil, func(t *testing.T, s *roomServer) {
+		hostTok, _ := s.user("host")
+		lobby := s.createRoom(hostTok, map[string]any{"preset": "public_chat"})
+		join := func(local string) (string, string) {
+			tok, id := s.user(local)
+			s.expect(s.do("POST", roomPath(lobby, "/join"), tok, map[string]any{}), 200, "")
+			return tok, id
+		}
+		vetTok, vetID := join("vet")
+		zedTok, zedID := join("zed")
+		_, avetID := join("avet")
+		s.expect(s.do("PUT", v3+"/profile/"+esc(zedID)+"/displayname", zedTok, map[string]any{"displayname": "Vet Nurse"}), 200, "")
+		// Without a displayname a user has no profile information.
+		s.expect(s.do("DELETE", v3+"/profile/"+esc(vetID)+"/displayname", vetTok, nil), 200, "")
+		for i := range 11 {
+			join(fmt.Sprintf("member%02d", i))
+		}
+		strangerTok, _ := s.user("stranger")
+
+		search := func(token string, body map[string]any) ([]string, bool) {
+			t.Helper()
+			r := s.do("POST", v3+"/user_directory/search", token, body)
+			s.expect(r, 200, "")
+			var ids []string
+			for _, u := range r.body["results"].([]any) {
+				ids = append(ids, u.(map[string]any)["user_id"].(string))
+			}
+			return ids, r.body["limited"] == true
+		}
+		// Prefix matches before substring matches; among prefix matches,
+		// the user with a displayname first.
+		if ids, limited := search(strangerTok, map[string]any{"search_term": "vet"}); fmt.Sprint(ids) != fmt.Sprint([]string{zedID, vetID, avetID}) || limited {
+			t.Fatalf("order %v limited %v", ids, limited)
+		}
+		if ids, limited := search(strangerTok, map[string]any{"search_term": "MEMBER"}); len(ids) != 10 || !limited {
+			t.Fatalf("default limit: %d results, limited %v", len(ids), limited)
+		}
+		if ids, limited := search(strangerTok, map[string]any{"search_term": "member", "limit": 20}); len(ids) != 11 || limited {
+			t.Fatalf("limit 20: %d results, limited %v", len(ids), limited)
+		}
+
+		aliceTok, aliceID := s.user("alice")
+		bobTok, bobID := s.user("bob")
+		private := s.createRoom(bobTok, map[string]any{"preset": "private_chat", "invite": []string{aliceID}})
+		s.expect(s.do("POST", roomPath(private, "/join"), aliceTok, map[string]any{}), 200, "")
+		if ids, _ := search(aliceTok, map[string]any{"search_term": "bob"}); fmt.Sprint(ids) != fmt.Sprint([]string{bobID}) {
+			t.Fatalf("room mate not found: %v", ids)
+		}
+		s.expect(s.do("POST", roomPath(private, "/leave"), bobTok, map[string]any{}), 200, "")
+		if ids, _ := search(aliceTok, map[string]any{"search_term": "bob"}); len(ids) != 0 {
+			t.Fatalf("former room mate still found: %v", ids)
+		}
+	})
+}

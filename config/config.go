@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -35,6 +36,9 @@ type Config struct {
 	Logging      Logging      `yaml:"logging"`
 	Metrics      Metrics      `yaml:"metrics"`
 	Debug        Debug        `yaml:"debug"`
+	Outbound     Outbound     `yaml:"outbound"`
+	Push         Push         `yaml:"push"`
+	Media        Media        `yaml:"media"`
 }
 
 // Listeners are the addresses the server binds.
@@ -174,6 +178,84 @@ type Debug struct {
 	PprofListen string `yaml:"pprof_listen"`
 }
 
+// Outbound configures the one HTTP client for requests to addresses users
+// choose (push gateways; later federation and URL previews). Loopback,
+// private, link-local, CGNAT, multicast and other special-purpose
+// addresses are refused unless listed here.
+type Outbound struct {
+	// AllowNetworks are CIDRs (or single addresses) exempt from the
+	// deny-list, e.g. 127.0.0.0/8 for a push gateway on the same host.
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// AllowPrefixes parses AllowNetworks (Verify reports bad entries); a bare
+// IP is a single-address network.
+func (o Outbound) AllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, e := range o.AllowNetworks {
+		if !strings.Contains(e, "/") {
+			a, err := netip.ParseAddr(e)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Push configures delivery to push gateways.
+type Push struct {
+	// GatewayTimeout bounds one request to a push gateway.
+	GatewayTimeout time.Duration `yaml:"gateway_timeout"`
+	// InitialBackoff is the wait after a pusher's first failed delivery;
+	// it doubles per consecutive failure (with jitter) up to MaxBackoff.
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	// MaxAttempts failed attempts give up one notification.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxAge gives up notifications not delivered this long after they
+	// were queued: a phone alert about a day-old message helps no one.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// Media configures the media repository (files under <data_dir>/media).
+type Media struct {
+	// MaxUploadSize is the largest upload accepted, in bytes (M_TOO_LARGE
+	// above it). /media/config advertises it.
+	MaxUploadSize int64 `yaml:"max_upload_size"`
+	// UserQuota bounds the bytes one user may have uploaded in total; 0
+	// means no quota.
+	UserQuota int64 `yaml:"user_quota"`
+	// QuotaInfoURI is the info_uri of the M_USER_LIMIT_EXCEEDED error a
+	// user over quota gets; empty means public_base_url (or
+	// https://<server_name>).
+	QuotaInfoURI string `yaml:"quota_info_uri"`
+	// MaxThumbnailPixels refuses to decode images with more pixels than
+	// this (width x height, read from the header before decoding), so a
+	// small file that expands into gigabytes cannot exhaust memory.
+	MaxThumbnailPixels int64 `yaml:"max_thumbnail_pixels"`
+	// MaxPendingUploads bounds the media IDs one user may have created with
+	// /media/v1/create and not yet uploaded to (M_LIMIT_EXCEEDED beyond).
+	MaxPendingUploads int `yaml:"max_pending_uploads"`
+	// PendingExpiry is how long a created media ID waits for its upload.
+	PendingExpiry time.Duration `yaml:"pending_expiry"`
+	// LegacyUnauthenticatedDownloads serves local media through the
+	// deprecated /_matrix/media/v3/download and /thumbnail endpoints, which
+	// take no access token. Off by default: the spec asks servers to freeze
+	// them, since anyone holding an mxc:// URI could then fetch the file
+	// (patient photos, documents). An admin may turn it on for a while for
+	// staff on client versions that predate authenticated media (2024).
+	LegacyUnauthenticatedDownloads bool `yaml:"legacy_unauthenticated_downloads"`
+}
+
 // Default returns the configuration used for anything config.yaml leaves out.
 func Default() Config {
 	return Config{
@@ -199,6 +281,18 @@ func Default() Config {
 		},
 		Logging: Logging{Level: "info", Format: "text"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},
+		Push: Push{GatewayTimeout: 10 * time.Second, InitialBackoff: time.Second, MaxBackoff: 10 * time.Minute,
+			MaxAttempts: 15, MaxAge: 12 * time.Hour},
+		Media: Media{
+			MaxUploadSize: 50 << 20,
+			UserQuota:     1 << 30,
+			// 40 megapixels: any phone photo, and at most ~160 MB of RGBA
+			// while a thumbnail is made.
+			MaxThumbnailPixels: 40_000_000,
+			MaxPendingUploads:  10,
+			// The spec recommends 24 hours.
+			PendingExpiry: 24 * time.Hour,
+		},
 	}
 }
 
@@ -310,6 +404,36 @@ func (c *Config) Verify() error {
 	}
 	if c.Metrics.Enabled && !strings.HasPrefix(c.Metrics.Path, "/") {
 		bad("metrics.path: must start with /")
+	}
+	if _, err := c.Outbound.AllowPrefixes(); err != nil {
+		bad("outbound.allow_networks: %v", err)
+	}
+	if c.Push.GatewayTimeout <= 0 {
+		bad("push.gateway_timeout: must be positive")
+	}
+	if c.Push.InitialBackoff <= 0 || c.Push.MaxBackoff < c.Push.InitialBackoff {
+		bad("push.initial_backoff and push.max_backoff: need 0 < initial_backoff <= max_backoff")
+	}
+	if c.Push.MaxAttempts < 1 {
+		bad("push.max_attempts: must be at least 1")
+	}
+	if c.Push.MaxAge <= 0 {
+		bad("push.max_age: must be positive")
+	}
+	if c.Media.MaxUploadSize < 1 {
+		bad("media.max_upload_size: must be at least 1 byte")
+	}
+	if c.Media.UserQuota < 0 {
+		bad("media.user_quota: must not be negative (0 means no quota)")
+	}
+	if c.Media.MaxThumbnailPixels < 1 {
+		bad("media.max_thumbnail_pixels: must be at least 1")
+	}
+	if c.Media.MaxPendingUploads < 1 {
+		bad("media.max_pending_uploads: must be at least 1")
+	}
+	if c.Media.PendingExpiry < time.Minute {
+		bad("media.pending_expiry: must be at least 1m")
 	}
 	return errors.Join(errs...)
 }

@@ -65,6 +65,18 @@ func TestVerify(t *testing.T) {
 		{"pprof on all interfaces", func(c *Config) { c.Debug.PprofListen = ":6060" }, []string{"debug.pprof_listen"}},
 		{"pprof on a public address", func(c *Config) { c.Debug.PprofListen = "192.0.2.1:6060" }, []string{"debug.pprof_listen"}},
 		{"pprof without port", func(c *Config) { c.Debug.PprofListen = "127.0.0.1" }, []string{"debug.pprof_listen"}},
+		{"outbound allow-list", func(c *Config) { c.Outbound.AllowNetworks = []string{"127.0.0.0/8", "::1", "10.1.2.3"} }, nil},
+		{"bad outbound allow-list", func(c *Config) { c.Outbound.AllowNetworks = []string{"localhost"} }, []string{"outbound.allow_networks"}},
+		{"zero gateway timeout", func(c *Config) { c.Push.GatewayTimeout = 0 }, []string{"push.gateway_timeout"}},
+		{"backoff cap below start", func(c *Config) { c.Push.MaxBackoff = c.Push.InitialBackoff / 2 }, []string{"push.initial_backoff"}},
+		{"zero push attempts", func(c *Config) { c.Push.MaxAttempts = 0 }, []string{"push.max_attempts"}},
+		{"zero push age", func(c *Config) { c.Push.MaxAge = 0 }, []string{"push.max_age"}},
+		{"no media quota is fine", func(c *Config) { c.Media.UserQuota = 0 }, nil},
+		{"zero upload size", func(c *Config) { c.Media.MaxUploadSize = 0 }, []string{"media.max_upload_size"}},
+		{"negative media quota", func(c *Config) { c.Media.UserQuota = -1 }, []string{"media.user_quota"}},
+		{"zero thumbnail pixels", func(c *Config) { c.Media.MaxThumbnailPixels = 0 }, []string{"media.max_thumbnail_pixels"}},
+		{"zero pending uploads", func(c *Config) { c.Media.MaxPendingUploads = 0 }, []string{"media.max_pending_uploads"}},
+		{"short pending expiry", func(c *Config) { c.Media.PendingExpiry = time.Second }, []string{"media.pending_expiry"}},
 		{"every error at once", func(c *Config) {
 			c.ServerName = ""
 			c.Database.Engine = "x"

@@ -207,7 +207,7 @@ func (s *Service) Notifications(ctx context.Context, viewer roomserver.Viewer, f
 	return page, nil
 }
 
-// Pusher is one registered pusher (delivery is a later component).
+// Pusher is one registered pusher (delivered to by the pusher component).
 type Pusher = storage.Pusher
 
 // Pushers lists userID's pushers.

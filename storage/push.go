@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Push is the storage of push rules, notifications, pushers and the
@@ -139,17 +140,44 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 		// statement per row was half the server's CPU under load. Only the
 		// users are per-row parameters because binding "$N" parameters is
 		// quadratic in their number (docs/performance.md, pprof findings).
+		// RETURNING names the rows actually inserted (not replayed).
+		inserted := make([]Notification, 0, len(ns))
 		for _, g := range groupNotifications(ns) {
-			for users := range slices.Chunk(g.users, notificationsPerInsert) {
-				args := make([]any, 0, 6+len(users))
+			for chunk := range slices.Chunk(g.ns, notificationsPerInsert) {
+				args := make([]any, 0, 6+len(chunk))
 				args = append(args, g.EventNID, g.RoomID, g.ThreadID, g.highlight, g.actions, g.TS)
-				for _, u := range users {
-					args = append(args, u)
+				for _, n := range chunk {
+					args = append(args, n.UserID)
 				}
-				if _, err := tx.ExecContext(ctx, notificationInsertSQL(len(users)), args...); err != nil {
+				rows, err := tx.QueryContext(ctx, notificationInsertSQL(len(chunk)), args...)
+				if err != nil {
 					return fmt.Errorf("store notifications: %w", err)
 				}
+				added := map[string]bool{}
+				for rows.Next() {
+					var u string
+					if err := rows.Scan(&u); err != nil {
+						rows.Close()
+						return fmt.Errorf("store notifications: %w", err)
+					}
+					added[u] = true
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return fmt.Errorf("store notifications: %w", err)
+				}
+				for _, n := range chunk {
+					if added[n.UserID] {
+						delete(added, n.UserID) // a duplicate in ns was not inserted twice
+						inserted = append(inserted, n)
+					}
+				}
 			}
+		}
+		// Deliveries to the users' HTTP pushers commit with the
+		// notifications: none is lost, none is queued twice.
+		if err := enqueuePushes(ctx, tx, inserted, time.Now().UnixMilli()); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET pos = excluded.pos`, consumer, pos); err != nil {
@@ -171,7 +199,7 @@ type notificationGroup struct {
 	TS        int64
 	highlight int
 	actions   string
-	users     []string
+	ns        []Notification
 }
 
 // groupNotifications groups ns by event and actions, in first-seen order.
@@ -194,7 +222,7 @@ func groupNotifications(ns []Notification) []*notificationGroup {
 			idx[k] = g
 			out = append(out, g)
 		}
-		g.users = append(g.users, n.UserID)
+		g.ns = append(g.ns, n)
 	}
 	return out
 }
@@ -216,7 +244,7 @@ func notificationInsertSQL(n int) string {
 		b.WriteString(strconv.Itoa(7 + i))
 		b.WriteString(")")
 	}
-	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, event_nid) DO NOTHING`)
+	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, event_nid) DO NOTHING RETURNING user_id`)
 	return b.String()
 }
 

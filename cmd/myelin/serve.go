@@ -58,7 +58,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := httpapi.NewMetrics(reg)
 
-	app, err := wire(ctx, cfg, db, keys, metrics)
+	app, err := wire(ctx, cfg, db, keys, metrics, reg)
 	if err != nil {
 		return err
 	}

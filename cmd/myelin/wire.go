@@ -8,13 +8,18 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"myelin/account"
 	"myelin/clientapi"
 	"myelin/config"
 	"myelin/e2ee"
 	"myelin/internal/httpapi"
+	"myelin/internal/outbound"
 	"myelin/internal/serverkeys"
+	"myelin/media"
 	"myelin/notifications"
+	"myelin/pusher"
 	"myelin/roomserver"
 	"myelin/storage"
 	"myelin/syncapi"
@@ -48,7 +53,7 @@ func (a *app) Close() {
 
 // wire builds every component from the config, the open database and the
 // server's keys. It is the only place that knows how they fit together.
-func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverkeys.Keys, metrics *httpapi.Metrics) (*app, error) {
+func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverkeys.Keys, metrics *httpapi.Metrics, reg prometheus.Registerer) (*app, error) {
 	_ = ctx
 	a := &app{}
 	// End-to-end encryption bookkeeping; account tells it when devices go
@@ -98,6 +103,26 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 			slog.Error("closing notifications", "err", err)
 		}
 	})
+	// Push delivery: notifications queue one delivery per HTTP pusher in
+	// their own transaction; the pusher drains that queue to the push
+	// gateways through the one SSRF-safe outbound client. It closes before
+	// notifications and the roomserver (closers run in reverse).
+	allowNets, err := cfg.Outbound.AllowPrefixes()
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	pushSvc, err := pusher.New(pusher.Options{DB: db, Events: rooms, Config: cfg.Push, Registerer: reg,
+		Client: outbound.New(outbound.Options{Allow: allowNets, UserAgent: "Myelin"})})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("pusher: %w", err)
+	}
+	a.closers = append(a.closers, func() {
+		if err := pushSvc.Close(); err != nil {
+			slog.Error("closing the pusher", "err", err)
+		}
+	})
 	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms, Unread: unreadCounter{notif},
 		// The E2EE sections of /sync: to-device messages, device-list
 		// changes, one-time and fallback key counts.
@@ -111,7 +136,13 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 		return nil, fmt.Errorf("syncapi: %w", err)
 	}
 	e2eeSvc.SetWaker(syncSvc.Wake)
-	notif.SetWake(syncSvc.Wake)
+	notif.SetWake(func(userIDs ...string) {
+		syncSvc.Wake(userIDs...)
+		pushSvc.Wake() // the same commit may have queued push deliveries
+	})
+	// Notifications committed before the hook was set may have queued
+	// deliveries too.
+	pushSvc.Wake()
 	notif.SetRulesPublisher(func(ctx context.Context, userID string, content json.RawMessage) error {
 		return syncSvc.SetAccountData(ctx, userID, "", "m.push_rules", content)
 	})
@@ -125,7 +156,13 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	}
 	a.drainers = append(a.drainers, closeSync)
 	a.closers = append(a.closers, closeSync)
-	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Push: notif, Metrics: metrics})
+	// The media repository: files under <data_dir>/media, rows in the database.
+	mediaSvc, err := media.New(media.Options{Config: cfg, DB: db})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Push: notif, Media: mediaSvc, Metrics: metrics})
 	if err != nil {
 		a.Close()
 		return nil, err

@@ -92,6 +92,9 @@ func Start(t testing.TB, opts Options) *Server {
 	cfg.Set("auth.password_hash_cost", 4) // bcrypt's minimum: the suite hashes hundreds of passwords
 	cfg.Set("rate_limits.enabled", false)
 	cfg.Set("logging.level", "debug") // the privacy checks read everything the server says
+	// Fake push gateways (and later other fakes) listen on loopback, which
+	// the outbound client refuses by default.
+	cfg.Set("outbound.allow_networks", []string{"127.0.0.0/8", "::1/128"})
 	switch opts.Engine {
 	case "", "sqlite":
 		cfg.Set("database.engine", "sqlite")

@@ -1,0 +1,92 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"myelin/internal/pgtest"
+	"myelin/storage"
+	"myelin/storage/postgres"
+	"myelin/storage/sqlite"
+)
+
+// eachEngineB is eachEngine for benchmarks: a fresh migrated database per
+// engine.
+func eachEngineB(b *testing.B, fn func(b *testing.B, db *storage.DB)) {
+	open := map[string]func(b *testing.B) (*storage.DB, error){
+		"sqlite":   func(b *testing.B) (*storage.DB, error) { return sqlite.Open(filepath.Join(b.TempDir(), "bench.db"), 4) },
+		"postgres": func(b *testing.B) (*storage.DB, error) { return postgres.Open(pgtest.DSN(b), 4) },
+	}
+	for _, engine := range []string{"sqlite", "postgres"} {
+		b.Run(engine, func(b *testing.B) {
+			db, err := open[engine](b)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			if err := db.Migrate(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			fn(b, db)
+		})
+	}
+}
+
+// BenchmarkSearchIndexCost measures what the search triggers of migration
+// 0050 add to storing events: commits of 8 messages (the shape of the
+// roomserver's group commit under concurrent sends) with the triggers, and
+// on a database whose triggers were dropped. Run with -count to interleave
+// the two.
+func BenchmarkSearchIndexCost(b *testing.B) {
+	for _, mode := range []string{"indexed", "unindexed"} {
+		b.Run(mode, func(b *testing.B) {
+			eachEngineB(b, func(b *testing.B, db *storage.DB) {
+				ctx := context.Background()
+				if mode == "unindexed" {
+					for _, tr := range []string{"event_search_insert", "event_search_update", "event_search_delete"} {
+						q := "DROP TRIGGER " + tr
+						if db.Engine == storage.Postgres {
+							q += " ON events"
+						}
+						if _, err := db.W.ExecContext(ctx, q); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				rs := storage.NewRooms(db)
+				nid := int64(100)
+				write := func(first bool) {
+					wtx, err := rs.Begin(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					var evs []storage.NewEvent
+					for range 8 {
+						nid++
+						evs = append(evs, textEvent(nid, "m.room.message", "@alice:hs", "", fmt.Sprintf("Biscuit's results are back; all normal %d", nid)))
+					}
+					last := evs[len(evs)-1]
+					rw := &storage.RoomWrite{RoomNID: 1, Events: evs,
+						Head: storage.RoomHead{StateGroup: 1, Depth: last.Depth, LastEventNID: last.NID, Extremities: []string{last.EventID}}}
+					if first {
+						rw.NewRoom = &storage.RoomRow{NID: 1, RoomID: "!r1:hs", Version: "10", Creator: "@alice:hs", CreatedTS: 1}
+						rw.Groups = []storage.NewStateGroup{{ID: 1}}
+					}
+					if err := wtx.Apply(rw); err != nil {
+						b.Fatal(err)
+					}
+					if err := wtx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				write(true)
+				for b.Loop() {
+					write(false)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*8), "ns/event")
+			})
+		})
+	}
+}

@@ -1,0 +1,188 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"myelin/storage"
+)
+
+func textEvent(nid int64, typ, sender, key, text string) storage.NewEvent {
+	var stateKey *string
+	field := "body"
+	switch typ {
+	case "m.room.name":
+		stateKey, field = sk(""), "name"
+	case "m.room.topic":
+		stateKey, field = sk(""), "topic"
+	}
+	return storage.NewEvent{NID: nid, EventID: fmt.Sprintf("$ev%d", nid), Type: typ, StateKey: stateKey, Sender: sender,
+		Depth: nid, OriginTS: 1000 + nid, StateGroup: 1,
+		JSON: []byte(fmt.Sprintf(`{"type":%q,"content":{%q:%q%s}}`, typ, field, text, key))}
+}
+
+// searchFixture: room 1 (!r1) with alice and bob, where bob leaves at 7;
+// room 2 (!r2) with alice only.
+func searchFixture(t *testing.T, rs *storage.Rooms) {
+	t.Helper()
+	room := func(nid int64, id string, evs ...storage.NewEvent) *storage.RoomWrite {
+		last := evs[len(evs)-1]
+		return &storage.RoomWrite{
+			RoomNID: nid,
+			NewRoom: &storage.RoomRow{NID: nid, RoomID: id, Version: "10", Creator: "@alice:hs", CreatedTS: 1000},
+			Groups:  []storage.NewStateGroup{{ID: nid, Entries: []storage.StateEntry{{Type: "m.room.create", StateKey: "", EventNID: evs[0].NID}}}},
+			Events:  evs,
+			Head:    storage.RoomHead{StateGroup: nid, Depth: last.Depth, LastEventNID: last.NID, Extremities: []string{last.EventID}},
+		}
+	}
+	create := func(nid int64) storage.NewEvent {
+		return storage.NewEvent{NID: nid, EventID: fmt.Sprintf("$ev%d", nid), Type: "m.room.create", StateKey: sk(""),
+			Sender: "@alice:hs", Depth: nid, OriginTS: 1000, StateGroup: 1, JSON: []byte(`{"type":"m.room.create","content":{}}`)}
+	}
+	applyBatch(t, rs,
+		room(1, "!r1:hs",
+			create(1),
+			memberEvent(2, "@alice:hs", "join", 1, 0),
+			memberEvent(3, "@bob:hs", "join", 1, 0),
+			textEvent(4, "m.room.message", "@alice:hs", "", "The dog has fleas"),
+			textEvent(5, "m.room.message", "@bob:hs", "", "dog, dog and dog: vaccination due"),
+			textEvent(6, "m.room.topic", "@alice:hs", "", "Dog grooming"),
+			memberEvent(7, "@bob:hs", "leave", 1, 3),
+			textEvent(8, "m.room.message", "@alice:hs", "", "a dog after bob left"),
+			textEvent(9, "m.room.message", "@alice:hs", `,"url":"mxc://hs/x"`, "cat photo"),
+			// Not searchable: encrypted, and a body that is not a string.
+			storage.NewEvent{NID: 10, EventID: "$ev10", Type: "m.room.encrypted", Sender: "@alice:hs", Depth: 10, OriginTS: 1010, StateGroup: 1,
+				JSON: []byte(`{"type":"m.room.encrypted","content":{"ciphertext":"dog"}}`)},
+			storage.NewEvent{NID: 11, EventID: "$ev11", Type: "m.room.message", Sender: "@alice:hs", Depth: 11, OriginTS: 1011, StateGroup: 1,
+				JSON: []byte(`{"type":"m.room.message","content":{"body":42}}`)},
+		),
+		room(2, "!r2:hs",
+			create(20),
+			memberEvent(21, "@alice:hs", "join", 2, 0),
+			textEvent(22, "m.room.message", "@alice:hs", "", "dog in the private room"),
+			// NUL escapes (PostgreSQL's jsonb refuses \u0000) and an escaped
+			// backslash before one must neither fail the insert nor the index.
+			storage.NewEvent{NID: 23, EventID: "$ev23", Type: "m.room.message", Sender: "@alice:hs", Depth: 23, OriginTS: 1023, StateGroup: 2,
+				JSON: []byte(`{"type":"m.room.message","content":{"body":"quokka\u0000seen \\u0000 here"}}`)},
+		),
+	)
+}
+
+func hitNIDs(hits []storage.SearchHit) []int64 {
+	out := []int64{}
+	for _, h := range hits {
+		out = append(out, h.Event.NID)
+	}
+	return out
+}
+
+func TestSearch(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		rs := storage.NewRooms(db)
+		defer rs.Close()
+		searchFixture(t, rs)
+		s := storage.NewSearch(db)
+		dog := storage.SearchWords("dog")
+
+		for _, tc := range []struct {
+			name string
+			q    storage.SearchQuery
+			want []int64
+		}{
+			{"recent, all readable rooms", storage.SearchQuery{UserID: "@alice:hs", Words: dog}, []int64{22, 8, 6, 5, 4}},
+			{"left user sees nothing after leaving", storage.SearchQuery{UserID: "@bob:hs", Words: dog}, []int64{6, 5, 4}},
+			{"stranger sees nothing", storage.SearchQuery{UserID: "@eve:hs", Words: dog}, []int64{}},
+			{"rank: most occurrences first", storage.SearchQuery{UserID: "@bob:hs", Words: dog, ByRank: true, Limit: 1}, []int64{5}},
+			{"recent page after a cursor", storage.SearchQuery{UserID: "@alice:hs", Words: dog, BeforeNID: 6, Limit: 1}, []int64{5}},
+			{"rank page by offset", storage.SearchQuery{UserID: "@bob:hs", Words: dog, ByRank: true, Offset: 3}, []int64{}},
+			{"rooms", storage.SearchQuery{UserID: "@alice:hs", Words: dog, Rooms: []string{"!r2:hs"}}, []int64{22}},
+			{"not_rooms", storage.SearchQuery{UserID: "@alice:hs", Words: dog, NotRooms: []string{"!r2:hs"}}, []int64{8, 6, 5, 4}},
+			{"senders", storage.SearchQuery{UserID: "@alice:hs", Words: dog, Senders: []string{"@bob:hs"}}, []int64{5}},
+			{"not_senders", storage.SearchQuery{UserID: "@alice:hs", Words: dog, NotSenders: []string{"@bob:hs"}}, []int64{22, 8, 6, 4}},
+			{"types (keys)", storage.SearchQuery{UserID: "@alice:hs", Words: dog, Types: []string{"m.room.topic"}}, []int64{6}},
+			{"empty types list allows nothing", storage.SearchQuery{UserID: "@alice:hs", Words: dog, Types: []string{}}, []int64{}},
+			{"all words must match", storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords("dog fleas")}, []int64{4}},
+			{"prefix", storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords("vacc")}, []int64{5}},
+			{"stemming", storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords("vaccinations")}, []int64{5}},
+			{"operators are plain words", storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords(`grooming* NEAR(`)}, []int64{}},
+			{"quoted word", storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords(`"grooming"`)}, []int64{6}},
+			{"no words", storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords(`!!`)}, []int64{}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if tc.q.Limit == 0 {
+					tc.q.Limit = 10
+				}
+				hits, err := s.Search(ctx, tc.q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := hitNIDs(hits); !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+				for i := 1; i < len(hits) && tc.q.ByRank; i++ {
+					if hits[i].Rank > hits[i-1].Rank {
+						t.Fatalf("ranks not descending: %v", hits)
+					}
+				}
+				if tc.q.BeforeNID == 0 && tc.q.Offset == 0 && tc.q.Limit == 10 {
+					n, err := s.Count(ctx, tc.q)
+					if err != nil || n != len(tc.want) {
+						t.Fatalf("count %d %v, want %d", n, err, len(tc.want))
+					}
+				}
+			})
+		}
+
+		if hits, err := s.Search(ctx, storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords("quokka"), Limit: 10}); err != nil || !reflect.DeepEqual(hitNIDs(hits), []int64{23}) {
+			t.Fatalf("text with NUL escapes: %v %v", hitNIDs(hits), err)
+		}
+
+		// A redaction rewrites the event and takes it out of the index.
+		applyBatch(t, rs, &storage.RoomWrite{RoomNID: 1,
+			Events: []storage.NewEvent{{NID: 30, EventID: "$ev30", Type: "m.room.redaction", Sender: "@alice:hs", Depth: 30,
+				StateGroup: 1, JSON: []byte(`{"type":"m.room.redaction","redacts":"$ev5","content":{}}`)}},
+			Redacts: []storage.Redaction{{TargetNID: 5, ByNID: 30, RedactedJSON: []byte(`{"type":"m.room.message","content":{}}`)}},
+			Head:    storage.RoomHead{StateGroup: 1, Depth: 30, LastEventNID: 30, Extremities: []string{"$ev30"}}})
+		hits, err := s.Search(ctx, storage.SearchQuery{UserID: "@alice:hs", Words: dog, Limit: 10})
+		if err != nil || !reflect.DeepEqual(hitNIDs(hits), []int64{22, 8, 6, 4}) {
+			t.Fatalf("after redaction: %v %v", hitNIDs(hits), err)
+		}
+		if hits, _ := s.Search(ctx, storage.SearchQuery{UserID: "@alice:hs", Words: storage.SearchWords("vaccination"), Limit: 10}); len(hits) != 0 {
+			t.Fatalf("redacted text still found: %v", hitNIDs(hits))
+		}
+
+		// Forgetting a room takes it out of the user's search.
+		if err := rs.SetForgotten(ctx, 1, "@bob:hs"); err != nil {
+			t.Fatal(err)
+		}
+		if hits, _ := s.Search(ctx, storage.SearchQuery{UserID: "@bob:hs", Words: dog, Limit: 10}); len(hits) != 0 {
+			t.Fatalf("forgotten room searched: %v", hitNIDs(hits))
+		}
+	})
+}
+
+func TestSearchWords(t *testing.T) {
+	long := ""
+	for range 70 {
+		long += "é"
+	}
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"Dog FLEAS", []string{"dog", "fleas"}},
+		{`"dog"* OR NEAR(x) -y`, []string{"dog", "or", "near", "x", "y"}},
+		{"dog dog", []string{"dog"}},
+		{"Grüße, 犬", []string{"grüße", "犬"}},
+		{"!!! ... ", nil},
+		{"a b c d e f g h i j k l m n o p q r", []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p"}},
+		{long, []string{long[:128]}},
+	} {
+		if got := storage.SearchWords(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("SearchWords(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
