@@ -124,16 +124,21 @@ type Notification struct {
 	ThreadID  string // thread root event ID, or "main"
 	Highlight bool
 	Actions   []byte // JSON array
-	TS        int64
-	Read      bool // set by reads: at or before the user's read receipt
+	TS        int64  // the event's origin_server_ts (not stored: read from events)
+	Read      bool   // set by reads: at or before the user's read receipt
 }
 
 // StoreNotifications records a batch's notifications and advances the
 // consumer's position to pos in ONE transaction, so a restart resumes
 // after exactly what was counted. Rows already present (a batch replayed
-// after a crash between commit and memory) are kept once.
+// after a crash between commit and memory) are kept once. Every
+// notification's room must be a stored room.
 func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int64, ns []Notification) error {
 	return p.db.Tx(ctx, func(tx *sql.Tx) error {
+		roomNIDs, err := roomNIDsOf(ctx, tx, ns)
+		if err != nil {
+			return err
+		}
 		// One INSERT per event and set of actions, the users as a VALUES
 		// list: modernc.org/sqlite re-parses a statement's SQL on every
 		// Exec, and a message in a 50-member room is 49 rows, so one
@@ -144,8 +149,8 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 		inserted := make([]Notification, 0, len(ns))
 		for _, g := range groupNotifications(ns) {
 			for chunk := range slices.Chunk(g.ns, notificationsPerInsert) {
-				args := make([]any, 0, 6+len(chunk))
-				args = append(args, g.EventNID, g.RoomID, g.ThreadID, g.highlight, g.actions, g.TS)
+				args := make([]any, 0, 5+len(chunk))
+				args = append(args, roomNIDs[g.RoomID], g.EventNID, storedThread(g.ThreadID), g.highlight, storedActions(g.actions))
 				for _, n := range chunk {
 					args = append(args, n.UserID)
 				}
@@ -176,7 +181,7 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 		}
 		// Deliveries to the users' HTTP pushers commit with the
 		// notifications: none is lost, none is queued twice.
-		if err := enqueuePushes(ctx, tx, inserted, time.Now().UnixMilli()); err != nil {
+		if err := enqueuePushes(ctx, tx, inserted, roomNIDs, time.Now().UnixMilli()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
@@ -187,6 +192,58 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 	})
 }
 
+// roomNIDsOf maps the rooms of ns to their room_nid (rows are keyed by
+// it, not by the room ID text). A batch is mostly one or a few rooms.
+func roomNIDsOf(ctx context.Context, tx *sql.Tx, ns []Notification) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, n := range ns {
+		if _, ok := out[n.RoomID]; ok {
+			continue
+		}
+		var nid int64
+		err := tx.QueryRowContext(ctx, `SELECT room_nid FROM rooms WHERE room_id = $1`, n.RoomID).Scan(&nid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("store notifications: room %s is not stored", n.RoomID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store notifications: read room: %w", err)
+		}
+		out[n.RoomID] = nid
+	}
+	return out, nil
+}
+
+// mainThread is the main timeline's thread ID (receipts' and the API's),
+// stored as NULL in push_notifications.thread_id.
+const mainThread = "main"
+
+// defaultActions are the actions of most notifications (the default
+// message rules' ["notify"] with no tweaks), stored as NULL in
+// push_notifications.actions.
+const defaultActions = `["notify"]`
+
+// storedThread is thread's push_notifications.thread_id.
+func storedThread(thread string) any {
+	if thread == mainThread {
+		return nil
+	}
+	return thread
+}
+
+// storedActions is actions' push_notifications.actions.
+func storedActions(actions string) any {
+	if actions == defaultActions {
+		return nil
+	}
+	return actions
+}
+
+// threadSQL and actionsSQL read the stored columns of n back.
+const (
+	threadSQL  = `COALESCE(n.thread_id, '` + mainThread + `')`
+	actionsSQL = `COALESCE(n.actions, '` + defaultActions + `')`
+)
+
 // notificationsPerInsert bounds the users of one INSERT.
 const notificationsPerInsert = 200
 
@@ -196,7 +253,6 @@ type notificationGroup struct {
 	EventNID  int64
 	RoomID    string
 	ThreadID  string
-	TS        int64
 	highlight int
 	actions   string
 	ns        []Notification
@@ -214,8 +270,8 @@ func groupNotifications(ns []Notification) []*notificationGroup {
 	for _, n := range ns {
 		k := key{n.EventNID, n.Highlight, string(n.Actions)}
 		g := idx[k]
-		if g == nil || g.RoomID != n.RoomID || g.ThreadID != n.ThreadID || g.TS != n.TS {
-			g = &notificationGroup{EventNID: n.EventNID, RoomID: n.RoomID, ThreadID: n.ThreadID, TS: n.TS, actions: k.actions}
+		if g == nil || g.RoomID != n.RoomID || g.ThreadID != n.ThreadID {
+			g = &notificationGroup{EventNID: n.EventNID, RoomID: n.RoomID, ThreadID: n.ThreadID, actions: k.actions}
 			if n.Highlight {
 				g.highlight = 1
 			}
@@ -227,32 +283,33 @@ func groupNotifications(ns []Notification) []*notificationGroup {
 	return out
 }
 
-// notificationInsertSQL inserts one row per user ($7…$(6+n)) with the
-// shared columns $1…$6. The CASTs type the shared parameters for
+// notificationInsertSQL inserts one row per user ($6…$(5+n)) with the
+// shared columns $1…$5. The CASTs type the shared parameters for
 // PostgreSQL (they sit in a SELECT list, not against a column); WHERE true
 // resolves SQLite's parsing ambiguity of INSERT … SELECT … ON CONFLICT.
 func notificationInsertSQL(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO push_notifications (user_id, event_nid, room_id, thread_id, highlight, actions, ts)
-		SELECT v.column1, CAST($1 AS BIGINT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS INTEGER), CAST($5 AS TEXT), CAST($6 AS BIGINT)
+	b.WriteString(`INSERT INTO push_notifications (user_id, room_nid, event_nid, thread_id, highlight, actions)
+		SELECT v.column1, CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS INTEGER), CAST($5 AS TEXT)
 		FROM (VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("($")
-		b.WriteString(strconv.Itoa(7 + i))
+		b.WriteString(strconv.Itoa(6 + i))
 		b.WriteString(")")
 	}
-	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, event_nid) DO NOTHING RETURNING user_id`)
+	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING RETURNING user_id`)
 	return b.String()
 }
 
-// readUpToSQL is the position a user has read up to for notification n:
-// the furthest m.read or m.read.private receipt that is unthreaded or in
-// n's thread ("Marking notifications as read").
-const readUpToSQL = `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = n.room_id AND r.user_id = n.user_id
-	AND r.receipt_type IN ('m.read', 'm.read.private') AND (r.thread_id = '' OR r.thread_id = n.thread_id)), 0)`
+// readUpToSQL is the position a user has read up to for notification n
+// (in the room whose room ID is r.room_id): the furthest m.read or
+// m.read.private receipt that is unthreaded or in n's thread ("Marking
+// notifications as read").
+const readUpToSQL = `COALESCE((SELECT MAX(rc.event_pos) FROM receipts rc WHERE rc.room_id = r.room_id AND rc.user_id = n.user_id
+	AND rc.receipt_type IN ('m.read', 'm.read.private') AND (rc.thread_id = '' OR rc.thread_id = ` + threadSQL + `)), 0)`
 
 // UnreadCount is one room's (thread's) unread notification count.
 type UnreadCount struct {
@@ -267,9 +324,10 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 		return nil, nil
 	}
 	args := append([]any{userID}, stringArgs(roomIDs)...)
-	rows, err := p.db.R.QueryContext(ctx, `SELECT n.room_id, n.thread_id, COUNT(*), SUM(n.highlight) FROM push_notifications n
-		WHERE n.user_id = $1 AND n.room_id IN (`+placeholders(2, len(roomIDs))+`) AND n.event_nid > `+readUpToSQL+`
-		GROUP BY n.room_id, n.thread_id`, args...)
+	rows, err := p.db.R.QueryContext(ctx, `SELECT r.room_id, `+threadSQL+`, COUNT(*), SUM(n.highlight)
+		FROM rooms r JOIN push_notifications n ON n.user_id = $1 AND n.room_nid = r.room_nid
+		WHERE r.room_id IN (`+placeholders(2, len(roomIDs))+`) AND n.event_nid > `+readUpToSQL+`
+		GROUP BY r.room_id, `+threadSQL, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read unread counts: %w", err)
 	}
@@ -287,20 +345,25 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 
 // Notifications lists userID's notifications newest first, those before
 // position before (0: from the newest), at most limit, optionally only
-// highlights.
+// highlights. TS is the event's origin_server_ts.
 func (p *Push) Notifications(ctx context.Context, userID string, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
-	q := `SELECT n.event_nid, n.room_id, n.thread_id, n.highlight, n.actions, n.ts, ` + readUpToSQL + `
-		FROM push_notifications n WHERE n.user_id = $1`
+	// The inner query picks the page from the user's rows alone (their
+	// key range, sorted by event_nid); only the page's rows are joined to
+	// their room, event and receipts.
+	inner := `SELECT user_id, room_nid, event_nid, thread_id, highlight, actions FROM push_notifications WHERE user_id = $1`
 	args := []any{userID}
 	if before > 0 {
 		args = append(args, before)
-		q += fmt.Sprintf(` AND n.event_nid < $%d`, len(args))
+		inner += fmt.Sprintf(` AND event_nid < $%d`, len(args))
 	}
 	if onlyHighlight {
-		q += ` AND n.highlight = 1`
+		inner += ` AND highlight = 1`
 	}
 	args = append(args, limit)
-	q += fmt.Sprintf(` ORDER BY n.event_nid DESC LIMIT $%d`, len(args))
+	inner += fmt.Sprintf(` ORDER BY event_nid DESC LIMIT $%d`, len(args))
+	q := `SELECT n.event_nid, r.room_id, ` + threadSQL + `, n.highlight, ` + actionsSQL + `, COALESCE(e.origin_ts, 0), ` + readUpToSQL + `
+		FROM (` + inner + `) n JOIN rooms r ON r.room_nid = n.room_nid LEFT JOIN events e ON e.event_nid = n.event_nid
+		ORDER BY n.event_nid DESC`
 	rows, err := p.db.R.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read notifications: %w", err)

@@ -12,6 +12,7 @@ func TestPushStorage(t *testing.T) {
 	eachEngine(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
 		p := storage.NewPush(db)
+		storeRoom(t, db, 100, "!r:hs")
 		if pos, ok, err := p.ConsumerPosition(ctx, "push"); err != nil || ok || pos != 0 {
 			t.Fatalf("fresh position %d %v %v", pos, ok, err)
 		}
@@ -133,4 +134,13 @@ func TestPushStorage(t *testing.T) {
 			t.Fatalf("rules of %v", m)
 		}
 	})
+}
+
+// storeRoom adds a bare rooms row: notifications are keyed by room_nid.
+func storeRoom(t *testing.T, db *storage.DB, nid int64, roomID string) {
+	t.Helper()
+	if _, err := db.W.ExecContext(context.Background(), `INSERT INTO rooms (room_nid, room_id, room_version, creator, created_ts, state_group, depth, last_event_nid)
+		VALUES ($1, $2, '12', '@c:hs', 0, 0, 0, 0)`, nid, roomID); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -44,7 +44,7 @@ type QueuedPush struct {
 // enqueuePushes queues one delivery per HTTP pusher of each notification's
 // user, inside the transaction that stores the notifications (ns are the
 // rows that transaction actually inserted).
-func enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, now int64) error {
+func enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, roomNIDs map[string]int64, now int64) error {
 	if len(ns) == 0 {
 		return nil
 	}
@@ -79,7 +79,7 @@ func enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, now int64
 	if len(pushers) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO push_queue (app_id, pushkey, user_id, event_nid, enqueued_ts) VALUES ($1, $2, $3, $4, $5)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO push_queue (app_id, pushkey, user_id, room_nid, event_nid, enqueued_ts) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (app_id, pushkey, user_id, event_nid) DO NOTHING`)
 	if err != nil {
 		return fmt.Errorf("prepare push queue: %w", err)
@@ -87,7 +87,7 @@ func enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, now int64
 	defer st.Close()
 	for _, n := range ns {
 		for _, p := range pushers[n.UserID] {
-			if _, err := st.ExecContext(ctx, p[0], p[1], n.UserID, n.EventNID, now); err != nil {
+			if _, err := st.ExecContext(ctx, p[0], p[1], n.UserID, roomNIDs[n.RoomID], n.EventNID, now); err != nil {
 				return fmt.Errorf("queue push: %w", err)
 			}
 		}
@@ -119,10 +119,11 @@ func (q *PushQueue) Next(ctx context.Context, k PusherKey) (QueuedPush, error) {
 	p := QueuedPush{PusherKey: k}
 	var data, acts string
 	var hl int
-	err := q.db.R.QueryRowContext(ctx, `SELECT q.event_nid, q.enqueued_ts, q.attempts, p.kind, p.data, p.created_ts, n.room_id, n.highlight, n.actions
+	err := q.db.R.QueryRowContext(ctx, `SELECT q.event_nid, q.enqueued_ts, q.attempts, p.kind, p.data, p.created_ts, r.room_id, n.highlight, `+actionsSQL+`
 		FROM push_queue q
 		JOIN pushers p ON p.app_id = q.app_id AND p.pushkey = q.pushkey AND p.user_id = q.user_id
-		JOIN push_notifications n ON n.user_id = q.user_id AND n.event_nid = q.event_nid
+		JOIN push_notifications n ON n.user_id = q.user_id AND n.room_nid = q.room_nid AND n.event_nid = q.event_nid
+		JOIN rooms r ON r.room_nid = q.room_nid
 		WHERE q.app_id = $1 AND q.pushkey = $2 AND q.user_id = $3
 		ORDER BY q.event_nid LIMIT 1`, k.AppID, k.PushKey, k.UserID).
 		Scan(&p.EventNID, &p.EnqueuedTS, &p.Attempts, &p.Kind, &data, &p.CreatedTS, &p.RoomID, &hl, &acts)
@@ -192,8 +193,8 @@ func (q *PushQueue) RemovePusher(ctx context.Context, k PusherKey) error {
 func (q *PushQueue) UnreadTotal(ctx context.Context, userID string) (int64, error) {
 	var n int64
 	err := q.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_notifications n
-		JOIN rooms r ON r.room_id = n.room_id
-		JOIN room_members m ON m.room_nid = r.room_nid AND m.user_id = n.user_id AND m.membership IN ('join', 'invite')
+		JOIN rooms r ON r.room_nid = n.room_nid
+		JOIN room_members m ON m.room_nid = n.room_nid AND m.user_id = n.user_id AND m.membership IN ('join', 'invite')
 		WHERE n.user_id = $1 AND n.event_nid > `+readUpToSQL, userID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("read unread total: %w", err)

@@ -14,6 +14,7 @@ func TestPushQueue(t *testing.T) {
 	eachEngine(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
 		p, q := storage.NewPush(db), storage.NewPushQueue(db)
+		storeRoom(t, db, 100, "!r:hs")
 		pusher := func(user, app, key, kind string) storage.PusherKey {
 			t.Helper()
 			ps := storage.Pusher{UserID: user, AppID: app, PushKey: key, Kind: kind, Data: []byte(`{"url":"https://gw.example/_matrix/push/v1/notify"}`), CreatedTS: 7000}

@@ -1,0 +1,155 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"myelin/internal/pgtest"
+	"myelin/storage"
+	"myelin/storage/postgres"
+	"myelin/storage/sqlite"
+)
+
+// migrationsUpTo is an engine's migration files numbered at most last.
+func migrationsUpTo(t *testing.T, dir string, last int) fs.FS {
+	t.Helper()
+	out := fstest.MapFS{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		num, _, _ := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if err != nil || v > last {
+			continue
+		}
+		body, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = &fstest.MapFile{Data: body}
+	}
+	return out
+}
+
+// TestCompactNotificationsMigration upgrades a database holding rows of
+// the old push_notifications layout (0030) and queued pushes (0032) with
+// 0033 and checks that counts, the list and the queue read them back.
+func TestCompactNotificationsMigration(t *testing.T) {
+	open := map[string]func(t *testing.T) (*storage.DB, string){
+		"sqlite": func(t *testing.T) (*storage.DB, string) {
+			db, err := sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db, "sqlite/migrations"
+		},
+		"postgres": func(t *testing.T) (*storage.DB, string) {
+			db, err := postgres.Open(pgtest.DSN(t), 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db, "postgres/migrations"
+		},
+	}
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			db, dir := open[engine](t)
+			t.Cleanup(func() { db.Close() })
+			old := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, dir, 32))
+			if err := old.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			exec := func(query string, args ...any) {
+				t.Helper()
+				if _, err := db.W.ExecContext(ctx, query, args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			exec(`INSERT INTO rooms (room_nid, room_id, room_version, creator, created_ts, state_group, depth, last_event_nid) VALUES (7, '!r:hs', '12', '@c:hs', 0, 0, 0, 0)`)
+			exec(`INSERT INTO events (event_nid, room_nid, event_id, type, state_key, sender, depth, origin_ts, state_group, json) VALUES (3, 7, '$e3', 'm.room.message', NULL, '@c:hs', 3, 1234, 0, '{}')`)
+			exec(`INSERT INTO push_notifications (user_id, event_nid, room_id, thread_id, highlight, actions, ts) VALUES
+				('@a:hs', 1, '!r:hs', 'main', 0, '["notify"]', 11),
+				('@a:hs', 2, '!r:hs', '$root', 1, '["notify",{"set_tweak":"highlight"}]', 12),
+				('@a:hs', 3, '!r:hs', 'main', 0, '["notify",{"set_tweak":"sound","value":"default"}]', 1234),
+				('@b:hs', 3, '!r:hs', 'main', 0, '["notify"]', 1234),
+				('@a:hs', 4, '!gone:hs', 'main', 0, '["notify"]', 14)`)
+			exec(`INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts)
+				VALUES ('@a:hs', 'app', 'k', 'http', '', '', '', 'en', '{"url":"https://gw.example/_matrix/push/v1/notify"}', 5)`)
+			exec(`INSERT INTO push_queue (app_id, pushkey, user_id, event_nid, enqueued_ts, attempts) VALUES ('app', 'k', '@a:hs', 2, 99, 1), ('app', 'k', '@a:hs', 3, 99, 0)`)
+
+			if err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p, q := storage.NewPush(db), storage.NewPushQueue(db)
+			cs, err := p.UnreadCounts(ctx, "@a:hs", []string{"!r:hs"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, c := range cs {
+				got[c.RoomID+"/"+c.ThreadID] = fmt.Sprintf("%d/%d", c.Notifications, c.Highlight)
+			}
+			if fmt.Sprint(got) != "map[!r:hs/$root:1/1 !r:hs/main:2/0]" {
+				t.Fatalf("counts after upgrade %v", got)
+			}
+			list, err := p.Notifications(ctx, "@a:hs", 0, 10, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []string
+			for _, n := range list {
+				rows = append(rows, fmt.Sprintf("%d %s %s %v %s %d", n.EventNID, n.RoomID, n.ThreadID, n.Highlight, n.Actions, n.TS))
+			}
+			want := []string{
+				`3 !r:hs main false ["notify",{"set_tweak":"sound","value":"default"}] 1234`,
+				`2 !r:hs $root true ["notify",{"set_tweak":"highlight"}] 0`,
+				`1 !r:hs main false ["notify"] 0`,
+			}
+			if fmt.Sprint(rows) != fmt.Sprint(want) {
+				t.Fatalf("list after upgrade\n got %q\nwant %q", rows, want)
+			}
+			k := storage.PusherKey{UserID: "@a:hs", AppID: "app", PushKey: "k"}
+			next, err := q.Next(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if next.EventNID != 2 || next.Attempts != 1 || next.RoomID != "!r:hs" || !next.Highlight || string(next.Actions) != `["notify",{"set_tweak":"highlight"}]` {
+				t.Fatalf("queued push after upgrade %+v", next)
+			}
+			// The rebuilt queue's foreign keys hold: a pusher's deliveries
+			// still go with it.
+			if err := q.RemovePusher(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			var queued int
+			if err := db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_queue`).Scan(&queued); err != nil || queued != 0 {
+				t.Fatalf("queue after removing its pusher: %d %v", queued, err)
+			}
+			// ... and a delivery needs its notification (the foreign key
+			// follows the renamed table).
+			if err := p.SetPusher(ctx, storage.Pusher{UserID: "@a:hs", AppID: "app", PushKey: "k", Kind: "http", Data: []byte(`{}`), CreatedTS: 5}, true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.W.ExecContext(ctx, `INSERT INTO push_queue (app_id, pushkey, user_id, room_nid, event_nid, enqueued_ts) VALUES ('app', 'k', '@a:hs', 7, 99, 1)`); err == nil {
+				t.Fatal("a delivery of no notification was queued")
+			}
+			// A replayed batch of an upgraded row is not counted twice.
+			if err := p.StoreNotifications(ctx, "notifications", 3, []storage.Notification{{UserID: "@b:hs", EventNID: 3, RoomID: "!r:hs", ThreadID: "main", Actions: []byte(`["notify"]`)}}); err != nil {
+				t.Fatal(err)
+			}
+			if cs, err := p.UnreadCounts(ctx, "@b:hs", []string{"!r:hs"}); err != nil || len(cs) != 1 || cs[0].Notifications != 1 {
+				t.Fatalf("b's counts %+v %v", cs, err)
+			}
+		})
+	}
+}
