@@ -347,22 +347,44 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 // position before (0: from the newest), at most limit, optionally only
 // highlights. TS is the event's origin_server_ts.
 func (p *Push) Notifications(ctx context.Context, userID string, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
-	// The inner query picks the page from the user's rows alone (their
-	// key range, sorted by event_nid); only the page's rows are joined to
-	// their room, event and receipts.
-	inner := `SELECT user_id, room_nid, event_nid, thread_id, highlight, actions FROM push_notifications WHERE user_id = $1`
+	if limit <= 0 {
+		return nil, nil
+	}
+	// The only B-tree is keyed (user, room, event), so "the user's newest
+	// rows across rooms" is not an index range. Every row of the page is
+	// among its room's newest limit rows, so the page's oldest row is at
+	// or after cutoff = the newest room-wise limit-th row: the page is
+	// read from each room's range at or after cutoff (one seek per room,
+	// the rooms found by skipping through the key, rs), not from all the
+	// user's rows. Highlights are few and need not be in every room's
+	// newest rows, so a highlight-only page is one pass over the user's
+	// rows instead. The CROSS JOIN keeps SQLite's planner on rs first
+	// (one seek per room); PostgreSQL plans it as an inner join. Only the
+	// page's rows are joined to their room, event and receipts.
+	filter := ``
 	args := []any{userID}
 	if before > 0 {
 		args = append(args, before)
-		inner += fmt.Sprintf(` AND event_nid < $%d`, len(args))
+		filter += fmt.Sprintf(` AND p.event_nid < $%d`, len(args))
 	}
-	if onlyHighlight {
-		inner += ` AND highlight = 1`
+	page := `SELECT p.user_id, p.room_nid, p.event_nid, p.thread_id, p.highlight, p.actions FROM push_notifications p
+		WHERE p.user_id = $1` + filter + ` AND p.highlight = 1 ORDER BY p.event_nid DESC LIMIT ` + strconv.Itoa(limit)
+	if !onlyHighlight {
+		page = `WITH RECURSIVE rs(room_nid) AS (
+			SELECT MIN(p.room_nid) FROM push_notifications p WHERE p.user_id = $1
+			UNION ALL
+			SELECT (SELECT MIN(p.room_nid) FROM push_notifications p WHERE p.user_id = $1 AND p.room_nid > rs.room_nid) FROM rs WHERE rs.room_nid IS NOT NULL
+		), cut(c) AS (
+			SELECT COALESCE(MAX((SELECT p.event_nid FROM push_notifications p WHERE p.user_id = $1 AND p.room_nid = rs.room_nid` + filter + `
+				ORDER BY p.event_nid DESC LIMIT 1 OFFSET ` + strconv.Itoa(limit-1) + `)), 0) FROM rs WHERE rs.room_nid IS NOT NULL
+		)
+		SELECT p.user_id, p.room_nid, p.event_nid, p.thread_id, p.highlight, p.actions
+		FROM rs CROSS JOIN push_notifications p
+		WHERE p.user_id = $1 AND p.room_nid = rs.room_nid AND p.event_nid >= (SELECT c FROM cut)` + filter + `
+		ORDER BY p.event_nid DESC LIMIT ` + strconv.Itoa(limit)
 	}
-	args = append(args, limit)
-	inner += fmt.Sprintf(` ORDER BY event_nid DESC LIMIT $%d`, len(args))
 	q := `SELECT n.event_nid, r.room_id, ` + threadSQL + `, n.highlight, ` + actionsSQL + `, COALESCE(e.origin_ts, 0), ` + readUpToSQL + `
-		FROM (` + inner + `) n JOIN rooms r ON r.room_nid = n.room_nid LEFT JOIN events e ON e.event_nid = n.event_nid
+		FROM (` + page + `) n JOIN rooms r ON r.room_nid = n.room_nid LEFT JOIN events e ON e.event_nid = n.event_nid
 		ORDER BY n.event_nid DESC`
 	rows, err := p.db.R.QueryContext(ctx, q, args...)
 	if err != nil {

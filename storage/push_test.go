@@ -144,3 +144,71 @@ func storeRoom(t *testing.T, db *storage.DB, nid int64, roomID string) {
 		t.Fatal(err)
 	}
 }
+
+// TestNotificationsPageAcrossRooms checks the /notifications page query
+// (read room by room from a cutoff, or in one pass for highlights) against
+// the plain definition: the user's rows newest first, before "before",
+// at most limit.
+func TestNotificationsPageAcrossRooms(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		p := storage.NewPush(db)
+		rooms := []string{"!busy:hs", "!quiet:hs", "!mid:hs", "!one:hs"}
+		for i, r := range rooms {
+			storeRoom(t, db, int64(i+1), r)
+		}
+		// Uneven rooms: the busy one has most rows, "one" a single old row.
+		var ns []storage.Notification
+		type row struct {
+			nid int64
+			hl  bool
+		}
+		var all []row
+		for nid := int64(1); nid <= 120; nid++ {
+			room := rooms[0]
+			switch {
+			case nid == 2:
+				room = rooms[3]
+			case nid%10 == 0:
+				room = rooms[1]
+			case nid%3 == 0:
+				room = rooms[2]
+			}
+			hl := nid%7 == 0
+			ns = append(ns, storage.Notification{UserID: "@a:hs", EventNID: nid, RoomID: room, ThreadID: "main", Highlight: hl, Actions: []byte(`["notify"]`)})
+			// Another user's rows share the table and must not show.
+			ns = append(ns, storage.Notification{UserID: "@b:hs", EventNID: nid, RoomID: room, ThreadID: "main", Actions: []byte(`["notify"]`)})
+			all = append(all, row{nid, hl})
+		}
+		if err := p.StoreNotifications(ctx, "push", 120, ns); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			before    int64
+			limit     int
+			highlight bool
+		}{
+			{0, 1, false}, {0, 5, false}, {0, 20, false}, {0, 100, false}, {0, 500, false},
+			{111, 7, false}, {40, 20, false}, {3, 20, false}, {2, 5, false}, {1, 5, false},
+			{0, 3, true}, {50, 4, true}, {0, 100, true},
+		} {
+			var want []int64
+			for i := len(all) - 1; i >= 0 && len(want) < c.limit; i-- {
+				if (c.before == 0 || all[i].nid < c.before) && (!c.highlight || all[i].hl) {
+					want = append(want, all[i].nid)
+				}
+			}
+			list, err := p.Notifications(ctx, "@a:hs", c.before, c.limit, c.highlight)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int64
+			for _, n := range list {
+				got = append(got, n.EventNID)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("before %d limit %d highlight %v:\n got %v\nwant %v", c.before, c.limit, c.highlight, got, want)
+			}
+		}
+	})
+}
