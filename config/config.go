@@ -122,7 +122,7 @@ type Rooms struct {
 // CreatableRoomVersions are the room versions the roomserver builds events
 // for (roomserver.CreatableRoomVersions; config imports nothing, so the list
 // is repeated here and the roomserver rejects anything else at start-up).
-var CreatableRoomVersions = []string{"10", "11", "12"}
+var CreatableRoomVersions = []string{"9", "10", "11", "12"}
 
 // Rate is a token bucket: PerSecond sustained, Burst at once.
 type Rate struct {
