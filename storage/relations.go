@@ -233,3 +233,19 @@ func inList(col string, args *[]any, vals []string) string {
 	*args = append(*args, stringArgs(vals)...)
 	return b.String()
 }
+
+// EventsByID returns the events with the given IDs (any order; unknown
+// ones are skipped), in chunks that stay within the parameter limits.
+func (r *Relations) EventsByID(ctx context.Context, ids []string) ([]StoredEvent, error) {
+	var out []StoredEvent
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		var args []any
+		evs, err := queryEvents(ctx, r.db, `SELECT `+eventCols+` FROM events WHERE `+inList("event_id", &args, chunk), args...)
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
