@@ -109,7 +109,7 @@ func TestRelationsEditsThreadsReactions(t *testing.T) {
 		// Carol may not edit bob's image: ignored in the aggregation.
 		send(carol, event.EventMessage, map[string]any{"msgtype": "m.text", "body": "* hijack",
 			"m.new_content": map[string]any{"msgtype": "m.text", "body": "hijack"},
-			"m.relates_to": map[string]any{"rel_type": "m.replace", "event_id": image}})
+			"m.relates_to":  map[string]any{"rel_type": "m.replace", "event_id": image}})
 
 		checkImage := func(t *testing.T, ev *rawEvent, where string) {
 			t.Helper()
