@@ -68,10 +68,22 @@ func relationOf(typ string, stateKey *string, content []byte) *storage.Relation 
 // it is dropped (nil) and the event is stored as a plain event. A thread
 // may not start from an event that is itself a child of a relationship:
 // 400 M_UNKNOWN (threading, "Validation of m.thread relationships"; no
-// specific code exists). An unknown parent is kept: it may arrive later.
-func (s *Service) checkRelation(ctx context.Context, roomNID int64, rel *storage.Relation) (*storage.Relation, error) {
+// specific code exists). A second annotation by the same sender with the
+// same type and key is refused with 400 M_DUPLICATE_ANNOTATION (event
+// annotations, "Avoiding duplicate annotations"). An unknown parent is
+// kept: it may arrive later.
+func (s *Service) checkRelation(ctx context.Context, roomNID int64, sender, typ string, rel *storage.Relation) (*storage.Relation, error) {
 	if rel == nil {
 		return nil, nil
+	}
+	if rel.RelType == RelAnnotation {
+		dup, err := s.relations().HasAnnotation(ctx, rel.TargetID, sender, typ, rel.Key)
+		if err != nil {
+			return nil, err
+		}
+		if dup {
+			return nil, apierr.New(400, "M_DUPLICATE_ANNOTATION", "you already sent this annotation")
+		}
 	}
 	parent, err := s.store.EventByID(ctx, rel.TargetID)
 	if errors.Is(err, storage.ErrNotFound) {

@@ -132,3 +132,24 @@ func TestRelationsBundledAggregations(t *testing.T) {
 		}
 	})
 }
+
+func TestRelationsDuplicateAnnotation(t *testing.T) {
+	eachEngine(t, func(t *testing.T, s *Service) {
+		ctx := ctxT(t)
+		alice := user("alice")
+		room := mustCreate(t, s, CreateRoomRequest{Creator: alice})
+		root := mustSend(t, s, message(room, alice, "root"))
+		react := func(key string) SendRequest {
+			return SendRequest{RoomID: room, Sender: alice, Type: "m.reaction",
+				Content: raw(map[string]any{"m.relates_to": map[string]any{"rel_type": RelAnnotation, "event_id": root, "key": key}})}
+		}
+		first := mustSend(t, s, react("👍"))
+		_, err := s.Send(ctx, react("👍"))
+		wantCode(t, err, "M_DUPLICATE_ANNOTATION", 400)
+		mustSend(t, s, react("🎉")) // another key is another annotation
+		if _, err := s.Redact(ctx, RedactRequest{RoomID: room, Sender: alice, EventID: first}); err != nil {
+			t.Fatal(err)
+		}
+		mustSend(t, s, react("👍")) // allowed again once the first is redacted
+	})
+}

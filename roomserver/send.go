@@ -84,7 +84,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (string, error) {
 		}
 		// After authorisation, so a sender who may not send here learns
 		// nothing about the parent; a refusal discards the overlay.
-		if be.relation, err = s.checkRelation(ctx, t.nid, rel); err != nil {
+		if be.relation, err = s.checkRelation(ctx, t.nid, req.Sender, req.Type, rel); err != nil {
 			return outcome{}, err
 		}
 		return outcome{eventIDs: []string{ev.EventID()}, txn: key}, nil

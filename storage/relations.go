@@ -249,3 +249,17 @@ func (r *Relations) EventsByID(ctx context.Context, ids []string) ([]StoredEvent
 	}
 	return out, nil
 }
+
+// HasAnnotation reports whether sender already annotated the parent with
+// an event of this type and key (a redacted annotation no longer counts:
+// its row is gone).
+func (r *Relations) HasAnnotation(ctx context.Context, targetID, sender, eventType, key string) (bool, error) {
+	var n int
+	err := r.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM event_relations
+		WHERE target_id = $1 AND rel_type = 'm.annotation' AND sender = $2 AND event_type = $3 AND aggregation_key = $4`,
+		targetID, sender, eventType, key).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("read annotations: %w", err)
+	}
+	return n > 0, nil
+}
