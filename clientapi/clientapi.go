@@ -109,7 +109,29 @@ func New(opts Options) (http.Handler, error) {
 	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	a.registerKeyRoutes(r, opts.Keys, v3)
 	a.registerPushRoutes(r, opts.Push, v3)
-	return httpapi.CORS(r), nil
+	return httpapi.CORS(legacyR0(r)), nil
+}
+
+// legacyR0 serves the r0 prefix as v3. NOTSPEC: spec v1.1 renamed r0 to v3
+// without changing the endpoints, and r0 is no longer in the spec; older
+// clients, bots and scripts (and Complement) still call it, and Synapse and
+// conduwuit answer it, so it is an alias rather than a 404. Endpoints that
+// only ever existed under v1 are not reachable through it.
+func legacyR0(next http.Handler) http.Handler {
+	const r0, v3 = "/_matrix/client/r0/", "/_matrix/client/v3/"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, r0) {
+			u := *r.URL
+			u.Path = v3 + strings.TrimPrefix(u.Path, r0)
+			if strings.HasPrefix(u.RawPath, r0) {
+				u.RawPath = v3 + strings.TrimPrefix(u.RawPath, r0)
+			}
+			r2 := r.Clone(r.Context())
+			r2.URL = &u
+			r = r2
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // handler is an endpoint that returns its error; the caller (if any) is set

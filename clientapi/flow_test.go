@@ -626,3 +626,32 @@ func TestNewRequiresDependencies(t *testing.T) {
 		t.Fatal("New without Config and Accounts succeeded")
 	}
 }
+
+// The legacy r0 prefix answers exactly as v3 (an alias, not a second copy of
+// the routes); v1-only endpoints are not reachable through it.
+func TestLegacyR0Prefix(t *testing.T) {
+	eachEngine(t, nil, func(t *testing.T, s *server) {
+		r := s.do("POST", "/_matrix/client/r0/register", "", map[string]any{
+			"username": "bob", "password": "correct horse", "auth": map[string]any{"type": "m.login.dummy"},
+		})
+		s.expect(r, 200, "")
+		tok := r.str("access_token")
+		for _, tc := range []struct {
+			method, path string
+			status       int
+			errcode      string
+		}{
+			{"GET", "/_matrix/client/r0/account/whoami", 200, ""},
+			{"GET", "/_matrix/client/r0/profile/%40bob%3Atest.local/displayname", 200, ""},
+			{"GET", "/_matrix/client/r0/no/such/endpoint", 404, "M_UNRECOGNIZED"},
+			{"POST", "/_matrix/client/r0/account/whoami", 405, "M_UNRECOGNIZED"},
+			{"GET", "/_matrix/client/r0/register/m.login.registration_token/validity", 404, "M_UNRECOGNIZED"},
+		} {
+			got := s.do(tc.method, tc.path, tok, nil)
+			s.expect(got, tc.status, tc.errcode)
+			if tc.status == 200 && tc.path == "/_matrix/client/r0/account/whoami" && got.str("user_id") != "@bob:test.local" {
+				t.Fatalf("%s %s = %s", tc.method, tc.path, got.raw)
+			}
+		}
+	})
+}

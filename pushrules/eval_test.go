@@ -171,8 +171,11 @@ func TestUserRulesCRUD(t *testing.T) {
 	}
 	eff := u.Effective(alice)
 	r := eff.Find(KindUnderride, ".m.rule.message")
-	if len(r.Actions) != 0 {
-		t.Fatalf("actions %v", r.Actions)
+	if b, _ := json.Marshal(r.Actions); string(b) != `["dont_notify"]` {
+		t.Fatalf("historical action not kept verbatim: %s", b)
+	}
+	if res := Compile(eff).Evaluate(ev(t, msg("hello there", "")), &Room{MemberCount: 5}, ""); res.RuleID != ".m.rule.message" || res.Notify || res.Highlight {
+		t.Fatalf("dont_notify must mean no notification: %+v", res)
 	}
 	got := Compile(u.Effective(alice)).Evaluate(ev(t, msg("the b thing", "")), &Room{MemberCount: 5}, "")
 	if got.RuleID != "b" || !got.Highlight {

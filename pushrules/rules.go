@@ -56,8 +56,11 @@ type Condition struct {
 }
 
 // Action is one push action: "notify", a set_tweak, or an unknown action
-// kept verbatim. The historical dont_notify and coalesce are dropped when
-// parsed, as the spec requires.
+// kept verbatim. The historical dont_notify and coalesce are kept verbatim
+// too and, like every unknown action, mean nothing to evaluation: the spec
+// says servers MUST ignore them ("for instance" by stripping them), and
+// giving back what a client stored lets older clients that still write
+// ["dont_notify"] read their muted rules back unchanged.
 type Action struct {
 	Notify bool
 	Tweak  string          // set_tweak name ("" when not a tweak)
@@ -83,8 +86,7 @@ func (a Action) MarshalJSON() ([]byte, error) {
 	}
 }
 
-// ParseActions parses an actions array, dropping historical actions. An
-// action that is neither a string nor an object with a string set_tweak is
+// ParseActions parses an actions array. An action that is neither a string nor an object with a string set_tweak is
 // an error.
 func ParseActions(raw json.RawMessage) ([]Action, error) {
 	var items []json.RawMessage
@@ -99,7 +101,6 @@ func ParseActions(raw json.RawMessage) ([]Action, error) {
 			switch s {
 			case "notify":
 				out = append(out, Action{Notify: true})
-			case "dont_notify", "coalesce":
 			default:
 				out = append(out, Action{Raw: append(json.RawMessage(nil), it...)})
 			}
@@ -132,10 +133,6 @@ func (a *Action) UnmarshalJSON(b []byte) error {
 	acts, err := ParseActions(append(append([]byte{'['}, b...), ']'))
 	if err != nil {
 		return err
-	}
-	if len(acts) == 0 { // a historical action: store as nothing
-		*a = Action{Raw: json.RawMessage(`"dont_notify"`)}
-		return nil
 	}
 	*a = acts[0]
 	return nil
