@@ -296,3 +296,37 @@ func (s *Service) embedded(ctx context.Context, nids []int64, viewer Viewer) (ma
 	}
 	return m, nil
 }
+
+// threadHops bounds the walk from an event to its thread ("Threaded read
+// receipts" recommends at most 3 hops).
+const threadHops = 3
+
+// ThreadOf is the thread an event belongs to ("Threaded read receipts"):
+// the root of its m.thread relationship, or of the first m.thread found
+// following its other relationships (a reaction to a threaded reply is in
+// that thread), up to threadHops hops; "main" otherwise (thread roots and
+// events related to a root by other relationships included).
+func (s *Service) ThreadOf(ctx context.Context, ev *Event) (string, error) {
+	content := []byte(ev.Content)
+	for hop := 0; hop < threadHops; hop++ {
+		rel := gjson.GetManyBytes(content, `m\.relates_to.rel_type`, `m\.relates_to.event_id`)
+		if rel[0].Str == "" || rel[1].Str == "" {
+			return "main", nil
+		}
+		if rel[0].Str == RelThread {
+			return rel[1].Str, nil
+		}
+		parent, err := s.store.EventByID(ctx, rel[1].Str)
+		if errors.Is(err, storage.ErrNotFound) {
+			return "main", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read related event: %w", err)
+		}
+		if parent.RoomNID != ev.roomNID {
+			return "main", nil
+		}
+		content = []byte(gjson.GetBytes(parent.JSON, "content").Raw)
+	}
+	return "main", nil
+}
