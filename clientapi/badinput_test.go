@@ -195,7 +195,7 @@ func TestBadInputs(t *testing.T) {
 			tc{"shared_secret_bad_nonce", "POST", "/_synapse/admin/v1/register", "", `{"nonce": "x", "username": "root", "password": "long enough pw", "mac": "00"}`, 400, "M_UNKNOWN"},
 			tc{"admin_status_not_admin", "GET", "/_synapse/admin/v1/users/@alice:test.local/admin", tok, nil, 403, "M_FORBIDDEN"},
 			tc{"unknown_endpoint", "GET", v3 + "/rooms/!x:y/messages", tok, nil, 404, "M_UNRECOGNIZED"},
-			tc{"unknown_prefix", "POST", "/_matrix/client/r0/login", "", `{}`, 404, "M_UNRECOGNIZED"},
+			tc{"unknown_prefix", "POST", "/_matrix/client/r9/login", "", `{}`, 404, "M_UNRECOGNIZED"},
 			tc{"unknown_root", "GET", "/", "", nil, 404, "M_UNRECOGNIZED"},
 			tc{"wrong_method_login", "PUT", v3 + "/login", "", `{}`, 405, "M_UNRECOGNIZED"},
 			tc{"wrong_method_whoami", "POST", v3 + "/account/whoami", tok, `{}`, 405, "M_UNRECOGNIZED"},

@@ -21,6 +21,7 @@ import (
 	"myelin/e2ee"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
+	"myelin/media"
 	"myelin/notifications"
 	"myelin/roomserver"
 	"myelin/syncapi"
@@ -41,7 +42,10 @@ type Options struct {
 	Keys *e2ee.Service
 	// Push serves /pushrules, /notifications and /pushers; nil leaves them
 	// unserved.
-	Push    *notifications.Service
+	Push *notifications.Service
+	// Media serves the content repository (upload, download, thumbnails,
+	// config); nil leaves it unserved.
+	Media   *media.Service
 	Metrics *httpapi.Metrics // optional: per-route request metrics
 }
 
@@ -109,6 +113,7 @@ func New(opts Options) (http.Handler, error) {
 	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	a.registerKeyRoutes(r, opts.Keys, v3)
 	a.registerPushRoutes(r, opts.Push, v3)
+	a.registerMediaRoutes(r, opts.Media)
 	return httpapi.CORS(legacyR0(r)), nil
 }
 

@@ -589,7 +589,7 @@ func TestMetricsAndNotFound(t *testing.T) {
 	eachEngine(t, nil, func(t *testing.T, s *server) {
 		s.expect(s.do("GET", "/_matrix/client/versions", "", nil), 200, "")
 		s.expect(s.do("GET", "/_matrix/client/v3/nope", "", nil), 404, "M_UNRECOGNIZED")
-		s.expect(s.do("GET", "/_matrix/client/r0/login", "", nil), 404, "M_UNRECOGNIZED")
+		s.expect(s.do("GET", "/_matrix/client/r9/login", "", nil), 404, "M_UNRECOGNIZED")
 		s.expect(s.do("GET", "/nowhere", "", nil), 404, "M_UNRECOGNIZED")
 		for _, p := range []string{v3 + "/login", v3 + "/logout", v3 + "/devices", "/_matrix/client/versions",
 			v3 + "/profile/@a:test.local", "/_synapse/admin/v1/register", "/.well-known/matrix/client"} {

@@ -34,6 +34,7 @@ type Config struct {
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Logging      Logging      `yaml:"logging"`
 	Metrics      Metrics      `yaml:"metrics"`
+	Media        Media        `yaml:"media"`
 }
 
 // Listeners are the addresses the server binds.
@@ -153,6 +154,36 @@ type Metrics struct {
 	Path    string `yaml:"path"` // served on the client listener
 }
 
+// Media configures the media repository (files under <data_dir>/media).
+type Media struct {
+	// MaxUploadSize is the largest upload accepted, in bytes (M_TOO_LARGE
+	// above it). /media/config advertises it.
+	MaxUploadSize int64 `yaml:"max_upload_size"`
+	// UserQuota bounds the bytes one user may have uploaded in total; 0
+	// means no quota.
+	UserQuota int64 `yaml:"user_quota"`
+	// QuotaInfoURI is the info_uri of the M_USER_LIMIT_EXCEEDED error a
+	// user over quota gets; empty means public_base_url (or
+	// https://<server_name>).
+	QuotaInfoURI string `yaml:"quota_info_uri"`
+	// MaxThumbnailPixels refuses to decode images with more pixels than
+	// this (width x height, read from the header before decoding), so a
+	// small file that expands into gigabytes cannot exhaust memory.
+	MaxThumbnailPixels int64 `yaml:"max_thumbnail_pixels"`
+	// MaxPendingUploads bounds the media IDs one user may have created with
+	// /media/v1/create and not yet uploaded to (M_LIMIT_EXCEEDED beyond).
+	MaxPendingUploads int `yaml:"max_pending_uploads"`
+	// PendingExpiry is how long a created media ID waits for its upload.
+	PendingExpiry time.Duration `yaml:"pending_expiry"`
+	// LegacyUnauthenticatedDownloads serves local media through the
+	// deprecated /_matrix/media/v3/download and /thumbnail endpoints, which
+	// take no access token. Off by default: the spec asks servers to freeze
+	// them, since anyone holding an mxc:// URI could then fetch the file
+	// (patient photos, documents). An admin may turn it on for a while for
+	// staff on client versions that predate authenticated media (2024).
+	LegacyUnauthenticatedDownloads bool `yaml:"legacy_unauthenticated_downloads"`
+}
+
 // Default returns the configuration used for anything config.yaml leaves out.
 func Default() Config {
 	return Config{
@@ -178,6 +209,16 @@ func Default() Config {
 		},
 		Logging: Logging{Level: "info", Format: "text"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics"},
+		Media: Media{
+			MaxUploadSize: 50 << 20,
+			UserQuota:     1 << 30,
+			// 40 megapixels: any phone photo, and at most ~160 MB of RGBA
+			// while a thumbnail is made.
+			MaxThumbnailPixels: 40_000_000,
+			MaxPendingUploads:  10,
+			// The spec recommends 24 hours.
+			PendingExpiry: 24 * time.Hour,
+		},
 	}
 }
 
@@ -281,6 +322,21 @@ func (c *Config) Verify() error {
 	}
 	if c.Metrics.Enabled && !strings.HasPrefix(c.Metrics.Path, "/") {
 		bad("metrics.path: must start with /")
+	}
+	if c.Media.MaxUploadSize < 1 {
+		bad("media.max_upload_size: must be at least 1 byte")
+	}
+	if c.Media.UserQuota < 0 {
+		bad("media.user_quota: must not be negative (0 means no quota)")
+	}
+	if c.Media.MaxThumbnailPixels < 1 {
+		bad("media.max_thumbnail_pixels: must be at least 1")
+	}
+	if c.Media.MaxPendingUploads < 1 {
+		bad("media.max_pending_uploads: must be at least 1")
+	}
+	if c.Media.PendingExpiry < time.Minute {
+		bad("media.pending_expiry: must be at least 1m")
 	}
 	return errors.Join(errs...)
 }

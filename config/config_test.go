@@ -56,6 +56,12 @@ func TestVerify(t *testing.T) {
 		{"bad log level", func(c *Config) { c.Logging.Level = "loud" }, []string{"logging.level"}},
 		{"bad log format", func(c *Config) { c.Logging.Format = "xml" }, []string{"logging.format"}},
 		{"bad metrics path", func(c *Config) { c.Metrics.Path = "metrics" }, []string{"metrics.path"}},
+		{"no media quota is fine", func(c *Config) { c.Media.UserQuota = 0 }, nil},
+		{"zero upload size", func(c *Config) { c.Media.MaxUploadSize = 0 }, []string{"media.max_upload_size"}},
+		{"negative media quota", func(c *Config) { c.Media.UserQuota = -1 }, []string{"media.user_quota"}},
+		{"zero thumbnail pixels", func(c *Config) { c.Media.MaxThumbnailPixels = 0 }, []string{"media.max_thumbnail_pixels"}},
+		{"zero pending uploads", func(c *Config) { c.Media.MaxPendingUploads = 0 }, []string{"media.max_pending_uploads"}},
+		{"short pending expiry", func(c *Config) { c.Media.PendingExpiry = time.Second }, []string{"media.pending_expiry"}},
 		{"every error at once", func(c *Config) {
 			c.ServerName = ""
 			c.Database.Engine = "x"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"myelin/internal/apierr"
 	"myelin/storage"
@@ -59,15 +60,24 @@ func parseVersion(v string) (int64, bool) {
 	return n, err == nil && n > 0 && strconv.FormatInt(n, 10) == v
 }
 
-// checkAuthData validates a backup's algorithm and auth_data: the spec's
-// algorithm, and auth_data an object with the backup's public key.
+// checkAuthData validates a backup's algorithm and auth_data. For the
+// spec's algorithm, auth_data must carry the backup's public key (clients
+// need it to write to the backup). NOTSPEC: any other algorithm name is
+// accepted with auth_data kept as an opaque object. The server never
+// interprets a backup's contents — only clients can — so refusing names it
+// does not know would only block clients adopting a newer algorithm (e.g.
+// MSC3270's symmetric backups) before the spec lists it; Synapse stores
+// them the same way.
 func checkAuthData(algorithm string, authData json.RawMessage) ([]byte, error) {
-	if algorithm != BackupAlgorithm {
-		return nil, apierr.InvalidParam("Unsupported backup algorithm")
+	if algorithm == "" || len(algorithm) > 255 || !utf8.ValidString(algorithm) {
+		return nil, apierr.InvalidParam("algorithm must be a non-empty string of at most 255 bytes")
 	}
 	o, err := parseObject(authData)
 	if err != nil {
 		return nil, apierr.BadJSON("auth_data must be a JSON object")
+	}
+	if algorithm != BackupAlgorithm {
+		return compact(authData), nil
 	}
 	if pk, ok := stringMember(o, "public_key"); !ok || !validPublicKey(pk) {
 		return nil, apierr.InvalidParam("auth_data.public_key must be a 32-byte curve25519 key in unpadded base64")

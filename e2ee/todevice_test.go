@@ -150,7 +150,8 @@ func TestKeyBackupRules(t *testing.T) {
 			auth      json.RawMessage
 			code      string
 		}{
-			{"unknown algorithm", "m.megolm_backup.v2", auth, "M_INVALID_PARAM"},
+			{"empty algorithm", "", auth, "M_INVALID_PARAM"},
+			{"unknown algorithm, auth_data not an object", "m.megolm_backup.v2", json.RawMessage(`[1]`), "M_BAD_JSON"},
 			{"auth_data not an object", BackupAlgorithm, json.RawMessage(`"x"`), "M_BAD_JSON"},
 			{"no public key", BackupAlgorithm, json.RawMessage(`{}`), "M_INVALID_PARAM"},
 			{"short public key", BackupAlgorithm, json.RawMessage(`{"public_key":"abc"}`), "M_INVALID_PARAM"},
@@ -160,9 +161,16 @@ func TestKeyBackupRules(t *testing.T) {
 		}
 		_, err := e.svc.Backup(ctx, alice.userID, "")
 		wantCode(t, "no backup", err, 404, "M_NOT_FOUND")
+		// An algorithm the spec does not list yet is stored opaquely.
+		if v, err := e.svc.CreateBackup(ctx, alice.userID, "org.example.backup.v2", json.RawMessage(`{"foo":"bar"}`)); err != nil || v != "1" {
+			t.Fatalf("opaque algorithm: %q %v", v, err)
+		}
+		if info, err := e.svc.Backup(ctx, alice.userID, "1"); err != nil || info.Algorithm != "org.example.backup.v2" || string(info.AuthData) != `{"foo":"bar"}` {
+			t.Fatalf("opaque algorithm read back: %+v %v", info, err)
+		}
 		// Clients serialise an empty signature map as null.
 		v1, err := e.svc.CreateBackup(ctx, alice.userID, BackupAlgorithm, json.RawMessage(fmt.Sprintf(`{"public_key":%q,"signatures":null}`, randomKey())))
-		if err != nil || v1 != "1" {
+		if err != nil || v1 != "2" {
 			t.Fatalf("create: %q %v", v1, err)
 		}
 		v2, _ := e.svc.CreateBackup(ctx, alice.userID, BackupAlgorithm, auth)

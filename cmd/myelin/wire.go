@@ -14,6 +14,7 @@ import (
 	"myelin/e2ee"
 	"myelin/internal/httpapi"
 	"myelin/internal/serverkeys"
+	"myelin/media"
 	"myelin/notifications"
 	"myelin/roomserver"
 	"myelin/storage"
@@ -125,7 +126,13 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	}
 	a.drainers = append(a.drainers, closeSync)
 	a.closers = append(a.closers, closeSync)
-	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Push: notif, Metrics: metrics})
+	// The media repository: files under <data_dir>/media, rows in the database.
+	mediaSvc, err := media.New(media.Options{Config: cfg, DB: db})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Push: notif, Media: mediaSvc, Metrics: metrics})
 	if err != nil {
 		a.Close()
 		return nil, err

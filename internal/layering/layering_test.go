@@ -26,11 +26,14 @@ var allowed = map[string][]string{
 	"e2ee":       {"storage", "roomserver", "config"},
 	"federation": {"roomserver", "config"},
 	"appservice": {"roomserver", "account", "config"},
-	"clientapi":  {"account", "roomserver", "syncapi", "e2ee", "practice", "config", "pushrules", "notifications"},
+	"clientapi":  {"account", "roomserver", "syncapi", "e2ee", "practice", "config", "pushrules", "notifications", "media"},
 	// notifications evaluates push rules on new events and keeps unread
 	// counts and the notification list.
 	"notifications": {"pushrules", "storage", "roomserver", "config"},
 	"bridges":       {"appservice", "practice", "config"},
+	// media owns the content repository (files, rows, thumbnails); clientapi
+	// serves its HTTP endpoints.
+	"media": {"storage", "config"},
 	// The composition root and black-box tests may import everything.
 	"cmd":   nil,
 	"tests": nil,

@@ -418,6 +418,6 @@ func roomBadCases(alice, bob, mallory roomUser, room, pub id.RoomID, msg id.Even
 	add("wrong method", "DELETE", clientPrefix+"/publicRooms", alice.Token, nil, 405, "M_UNRECOGNIZED")
 	add("unknown path", "GET", rp(room, "/frobnicate"), alice.Token, nil, 404, "M_UNRECOGNIZED")
 	add("send without a transaction ID", "PUT", rp(room, "/send/m.room.message"), alice.Token, []byte(`{}`), 404, "M_UNRECOGNIZED")
-	add("r0 prefix is not served", "POST", "/_matrix/client/r0/createRoom", alice.Token, []byte(`{}`), 404, "M_UNRECOGNIZED")
+	add("unknown version prefix is not served", "POST", "/_matrix/client/r9/createRoom", alice.Token, []byte(`{}`), 404, "M_UNRECOGNIZED")
 	return cs
 }
