@@ -6,7 +6,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"myelin/internal/outbound"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"myelin/internal/outbound"
 )
 
 // Config is the whole server configuration. The commented default lives in
