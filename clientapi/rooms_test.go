@@ -299,7 +299,7 @@ func TestRoomFlow(t *testing.T) {
 			t.Fatalf("alias did not move: %s", r.raw)
 		}
 		s.expect(s.do("POST", roomPath(priv, "/upgrade"), carol, map[string]any{"new_version": "12"}), 403, "M_FORBIDDEN")
-		s.expect(s.do("POST", roomPath(priv, "/upgrade"), alice, map[string]any{"new_version": "9"}), 400, "M_UNSUPPORTED_ROOM_VERSION")
+		s.expect(s.do("POST", roomPath(priv, "/upgrade"), alice, map[string]any{"new_version": "3"}), 400, "M_UNSUPPORTED_ROOM_VERSION")
 	})
 }
 

@@ -42,6 +42,7 @@ func (a *api) registerSyncRoutes(r *mux.Router, svc *syncapi.Service, v1, v3 str
 	handle(http.MethodGet, v3+room+"/context/{eventId}", a.authed(sa.eventContext))
 	handle(http.MethodGet, v1+room+"/timestamp_to_event", a.authed(sa.timestampToEvent))
 	handle(http.MethodPost, v3+"/search", a.authed(sa.search))
+	sa.registerRelationRoutes(r, v1) // relations.go
 
 	handle(http.MethodPost, v3+room+"/receipt/{receiptType}/{eventId}", a.authed(sa.postReceipt))
 	handle(http.MethodPost, v3+room+"/read_markers", a.authed(sa.readMarkers))

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"myelin/internal/outbound"
 )
 
 // Config is the whole server configuration. The commented default lives in
@@ -135,7 +137,7 @@ type Rooms struct {
 // CreatableRoomVersions are the room versions the roomserver builds events
 // for (roomserver.CreatableRoomVersions; config imports nothing, so the list
 // is repeated here and the roomserver rejects anything else at start-up).
-var CreatableRoomVersions = []string{"10", "11", "12"}
+var CreatableRoomVersions = []string{"9", "10", "11", "12"}
 
 // Rate is a token bucket: PerSecond sustained, Burst at once.
 type Rate struct {
@@ -189,26 +191,9 @@ type Outbound struct {
 }
 
 // AllowPrefixes parses AllowNetworks (Verify reports bad entries); a bare
-// IP is a single-address network.
+// IP is a single-address network. The grammar is the outbound client's own.
 func (o Outbound) AllowPrefixes() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, e := range o.AllowNetworks {
-		if !strings.Contains(e, "/") {
-			a, err := netip.ParseAddr(e)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
-			}
-			a = a.Unmap()
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(e)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
+	return outbound.ParseNetworks(o.AllowNetworks)
 }
 
 // Push configures delivery to push gateways.

@@ -51,7 +51,7 @@ func TestVerify(t *testing.T) {
 		{"room limits off with limits", func(c *Config) { c.RateLimits.Enabled = false; c.RateLimits.InvitePerUser = Rate{} }, nil},
 		{"room version 10", func(c *Config) { c.Rooms.DefaultRoomVersion = "10" }, nil},
 		{"room version 11", func(c *Config) { c.Rooms.DefaultRoomVersion = "11" }, nil},
-		{"room version 9", func(c *Config) { c.Rooms.DefaultRoomVersion = "9" }, []string{`rooms.default_room_version: "9"`}},
+		{"room version 3", func(c *Config) { c.Rooms.DefaultRoomVersion = "3" }, []string{`rooms.default_room_version: "3"`}},
 		{"no room version", func(c *Config) { c.Rooms.DefaultRoomVersion = "" }, []string{"rooms.default_room_version"}},
 		{"bad log level", func(c *Config) { c.Logging.Level = "loud" }, []string{"logging.level"}},
 		{"bad log format", func(c *Config) { c.Logging.Format = "xml" }, []string{"logging.format"}},

@@ -257,11 +257,16 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) ([]s
 		if err != nil {
 			return nil, err
 		}
-		thread := threadOf(pev)
+		thread := ""
 		for _, u := range recipients {
 			res := evals[u].Evaluate(pev, room, st.members[u])
 			if !res.Notify {
 				continue
+			}
+			if thread == "" {
+				if thread, err = s.threadFor(ctx, pev, e); err != nil {
+					return nil, err
+				}
 			}
 			acts, err := json.Marshal(res.Actions)
 			if err != nil {
@@ -274,10 +279,25 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) ([]s
 	return out, nil
 }
 
-// threadOf is the thread an event counts in: the root of an m.thread
-// relation, else the main timeline. NOTSPEC: relations to events inside a
-// thread (a reaction to a threaded reply) are not followed to the thread;
-// the default rules do not notify for those anyway.
+// threadFor is the thread a notifying event counts in: its own m.thread
+// root, or — for a reaction, edit or reference of a threaded reply — the
+// thread its relationships lead to (receipts.md, "Threaded read receipts";
+// the receipts check uses the same roomserver.ThreadOf).
+func (s *Service) threadFor(ctx context.Context, pev *pushrules.Event, e *roomserver.Event) (string, error) {
+	thread := threadOf(pev)
+	if _, related := pev.String(`content.m\.relates_to.event_id`); thread != "main" || !related {
+		return thread, nil
+	}
+	thread, err := s.rooms.ThreadOf(ctx, e)
+	if err != nil {
+		return "", fmt.Errorf("thread of event: %w", err)
+	}
+	return thread, nil
+}
+
+// threadOf is the thread an event counts in when its own relationship
+// says so: the root of an m.thread relation, else the main timeline (other
+// relationships are followed by roomserver.ThreadOf).
 func threadOf(ev *pushrules.Event) string {
 	if rel, _ := ev.String(`content.m\.relates_to.rel_type`); rel == "m.thread" {
 		if root, ok := ev.String(`content.m\.relates_to.event_id`); ok && root != "" {

@@ -119,6 +119,8 @@ type Unsigned struct {
 	PrevSender      string          `json:"prev_sender,omitempty"`
 	ReplacesState   string          `json:"replaces_state,omitempty"`
 	RedactedBecause *ClientEvent    `json:"redacted_because,omitempty"`
+	// Relations are the bundled aggregations (relations.go).
+	Relations *Relations `json:"m.relations,omitempty"`
 }
 
 // Viewer is who a ClientEvent is rendered for: transaction_id is only
@@ -126,11 +128,14 @@ type Unsigned struct {
 type Viewer struct {
 	UserID   string
 	DeviceID string
+	// Ignored users' children are left out of bundled aggregations.
+	Ignored map[string]bool
 }
 
 // ClientEvents renders events for a viewer, filling unsigned: age,
-// transaction_id, prev_content/replaces_state and redacted_because. It
-// does not apply history visibility (see Visible).
+// transaction_id, prev_content/replaces_state, redacted_because and the
+// bundled aggregations (m.relations, relations.go). It does not apply
+// history visibility (see Visible).
 func (s *Service) ClientEvents(ctx context.Context, events []*Event, viewer Viewer) ([]ClientEvent, error) {
 	var extra []int64
 	var own []int64
@@ -181,6 +186,9 @@ func (s *Service) ClientEvents(ctx context.Context, events []*Event, viewer View
 		}
 		ce.Unsigned = u
 		out[i] = ce
+	}
+	if err := s.bundle(ctx, events, out, viewer, false); err != nil {
+		return nil, fmt.Errorf("bundle aggregations: %w", err)
 	}
 	return out, nil
 }

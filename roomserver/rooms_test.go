@@ -72,10 +72,10 @@ func TestCreateRoomPresets(t *testing.T) {
 							t.Errorf("invitee listed in users: %v", users[bob])
 						}
 					}
-					if version == "10" && create["creator"] != alice {
-						t.Errorf("v10 create content creator %v", create["creator"])
+					if preV11(version) && create["creator"] != alice {
+						t.Errorf("v%s create content creator %v", version, create["creator"])
 					}
-					if version != "10" && create["creator"] != nil {
+					if !preV11(version) && create["creator"] != nil {
 						t.Errorf("v%s create content has creator", version)
 					}
 					if got := stateContent(t, s, room, "m.room.member", bob)["membership"]; got != "invite" {
@@ -165,7 +165,7 @@ func TestCreateRoomErrors(t *testing.T) {
 			code   string
 			status int
 		}{
-			{"unsupported version", CreateRoomRequest{Creator: alice, RoomVersion: "9"}, "M_UNSUPPORTED_ROOM_VERSION", 400},
+			{"unsupported version", CreateRoomRequest{Creator: alice, RoomVersion: "3"}, "M_UNSUPPORTED_ROOM_VERSION", 400},
 			{"unknown version", CreateRoomRequest{Creator: alice, RoomVersion: "banana"}, "M_UNSUPPORTED_ROOM_VERSION", 400},
 			{"unknown preset", CreateRoomRequest{Creator: alice, Preset: "party"}, "M_INVALID_PARAM", 400},
 			{"bad visibility", CreateRoomRequest{Creator: alice, Visibility: "secret"}, "M_INVALID_PARAM", 400},

@@ -64,6 +64,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (string, error) {
 		}
 		key = &txnKey{user: req.Sender, device: req.DeviceID, scope: scope, txn: req.TxnID}
 	}
+	rel := relationOf(req.Type, req.StateKey, req.Content)
 	ids, err := s.do(ctx, req.RoomID, func(ctx context.Context, t *stateTxn) (outcome, error) {
 		if t.base == nil {
 			return outcome{}, notFound("room")
@@ -79,6 +80,11 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (string, error) {
 		be := &builtEvent{txn: t.storedTxn(key)}
 		ev, err := t.build(proto{sender: req.Sender, typ: req.Type, stateKey: req.StateKey, content: req.Content}, be)
 		if err != nil {
+			return outcome{}, err
+		}
+		// After authorisation, so a sender who may not send here learns
+		// nothing about the parent; a refusal discards the overlay.
+		if be.relation, err = s.checkRelation(ctx, t.nid, req.Sender, req.Type, rel); err != nil {
 			return outcome{}, err
 		}
 		return outcome{eventIDs: []string{ev.EventID()}, txn: key}, nil

@@ -88,6 +88,7 @@ type builtEvent struct {
 	membership string
 	txn        *storage.Txn
 	redaction  *storage.Redaction // TargetNID and RedactedJSON set; ByNID filled at submit
+	relation   *storage.Relation  // m.relates_to, stored with the event
 }
 
 // draftGroup is a state group created by a stateTxn; entries resolve to
@@ -343,7 +344,7 @@ func (t *stateTxn) toWrite(first int64) *storage.RoomWrite {
 		ne := storage.NewEvent{
 			NID: be.ent.nid, EventID: ev.EventID(), Type: ev.Type(), StateKey: ev.StateKey(), Sender: string(ev.SenderID()),
 			Depth: ev.Depth(), OriginTS: int64(ev.OriginServerTS()), StateGroup: be.group, JSON: ev.JSON(),
-			Membership: be.membership, Txn: be.txn,
+			Membership: be.membership, Txn: be.txn, Relation: be.relation,
 		}
 		if be.replaces != nil {
 			ne.ReplacesNID = be.replaces.nid

@@ -92,10 +92,14 @@ type NewEvent struct {
 	// ("" otherwise); it updates room_members.
 	Membership string
 	Txn        *Txn
+	// Relation is the event's m.relates_to with a rel_type (nil: none);
+	// it becomes an event_relations row (storage/relations.go).
+	Relation *Relation
 }
 
 // Redaction applies a redaction: the target's JSON is replaced by its
-// redacted form and it is marked as redacted by ByNID.
+// redacted form and it is marked as redacted by ByNID; its own relation to
+// a parent (if any) is removed.
 type Redaction struct {
 	TargetNID    int64
 	ByNID        int64
@@ -150,6 +154,7 @@ type WriteTx struct {
 	members                       map[[2]string]int
 	memberRows                    [][]any
 	redacts                       []Redaction
+	relations                     [][]any
 }
 
 // Begin starts a write transaction for a batch of RoomWrites.
@@ -234,6 +239,7 @@ func (w *WriteTx) Apply(rw *RoomWrite) error {
 
 func (w *WriteTx) dropBuffers() {
 	w.groups, w.entries, w.events, w.txns, w.currentRows, w.memberRows, w.redacts = nil, nil, nil, nil, nil, nil, nil
+	w.relations = nil
 	clear(w.current)
 	clear(w.members)
 }
@@ -324,6 +330,9 @@ func (w *WriteTx) bufferEvent(roomNID int64, ev *NewEvent) {
 	if t := ev.Txn; t != nil {
 		w.txns = append(w.txns, []any{t.UserID, t.DeviceID, roomNID, t.Scope, t.TxnID, ev.NID, t.CreatedTS})
 	}
+	if rel := ev.Relation; rel != nil {
+		w.relations = append(w.relations, relationRow(roomNID, ev, rel))
+	}
 }
 
 // flush writes the buffered rows in dependency order: events before the
@@ -344,6 +353,7 @@ func (w *WriteTx) flush() error {
 		{"memberships", `INSERT INTO room_members (room_nid, user_id, membership, event_nid) VALUES `, 4,
 			` ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid, forgotten = FALSE`, w.memberRows},
 		{"txns", `INSERT INTO event_txns (user_id, device_id, room_nid, scope, txn_id, event_nid, created_ts) VALUES `, 7, ``, w.txns},
+		{"relations", relationInsert, relationCols, ``, w.relations},
 	}
 	for _, st := range steps {
 		if err := w.insertRows(st.prefix, st.cols, st.suffix, st.rows); err != nil {
@@ -354,6 +364,9 @@ func (w *WriteTx) flush() error {
 		if err := w.exec(`UPDATE events SET json = $1, redacted_by_nid = $2 WHERE event_nid = $3`,
 			string(rd.RedactedJSON), rd.ByNID, rd.TargetNID); err != nil {
 			return fmt.Errorf("apply redaction: %w", err)
+		}
+		if err := w.exec(`DELETE FROM event_relations WHERE event_nid = $1`, rd.TargetNID); err != nil {
+			return fmt.Errorf("apply redaction: remove relation: %w", err)
 		}
 	}
 	w.dropBuffers()

@@ -21,7 +21,7 @@ func (b *builder) render(ctx context.Context) error {
 		all = append(all, r.state...)
 		all = append(all, r.stateAfter...)
 	}
-	ces, err := b.s.rooms.ClientEvents(ctx, all, roomserver.Viewer{UserID: b.req.UserID, DeviceID: b.req.DeviceID})
+	ces, err := b.s.rooms.ClientEvents(ctx, all, roomserver.Viewer{UserID: b.req.UserID, DeviceID: b.req.DeviceID, Ignored: b.ignored})
 	if err != nil {
 		return err
 	}

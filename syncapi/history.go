@@ -264,7 +264,7 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	if !exhausted {
 		resp.End = pageToken(point)
 	}
-	ces, err := s.rooms.ClientEvents(ctx, evs, roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID})
+	ces, err := s.rooms.ClientEvents(ctx, evs, roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID, Ignored: ignored})
 	if err != nil {
 		return nil, err
 	}
@@ -414,7 +414,7 @@ func (s *Service) Context(ctx context.Context, req ContextRequest) (*ContextResp
 	if err != nil {
 		return nil, err
 	}
-	viewer := roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID}
+	viewer := roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID, Ignored: ignored}
 	all := append(append(append([]*roomserver.Event{}, before...), ev), after...)
 	ces, err := s.rooms.ClientEvents(ctx, all, viewer)
 	if err != nil {

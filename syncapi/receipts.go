@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 
-	"github.com/tidwall/gjson"
-
 	"myelin/internal/apierr"
 	"myelin/roomserver"
 	"myelin/storage"
@@ -53,7 +51,11 @@ func (s *Service) PostReceipt(ctx context.Context, userID, roomID, receiptType, 
 	}
 	r := receiptReq{typ: receiptType, event: ev}
 	if threadID != nil {
-		if err := checkThread(ev, *threadID); err != nil {
+		inThread, err := s.rooms.ThreadOf(ctx, ev)
+		if err != nil {
+			return err
+		}
+		if err := checkThread(ev, inThread, *threadID); err != nil {
 			return err
 		}
 		r.threadID = *threadID
@@ -115,16 +117,12 @@ func (s *Service) receiptEvent(ctx context.Context, roomID, eventID, userID stri
 // checkThread enforces that a threaded receipt's event belongs to its
 // thread ("Threaded read receipts"): "main" takes events outside any
 // thread (thread roots included); a thread root's ID takes the root and
-// events related to it with rel_type m.thread.
-func checkThread(ev *roomserver.Event, threadID string) error {
-	rel := gjson.GetManyBytes(ev.Content, "m\\.relates_to.rel_type", "m\\.relates_to.event_id")
-	inThread := ""
-	if rel[0].Str == "m.thread" {
-		inThread = rel[1].Str
-	}
+// the events in its thread (inThread, from roomserver.ThreadOf: m.thread
+// children and what relates to them).
+func checkThread(ev *roomserver.Event, inThread, threadID string) error {
 	switch {
 	case threadID == "main":
-		if inThread != "" {
+		if inThread != "main" {
 			return apierr.InvalidParam("the event is in a thread, not the main timeline")
 		}
 	case threadID[0] == '$':

@@ -326,7 +326,7 @@ func roomBadCases(alice, bob, mallory roomUser, room, pub id.RoomID, msg id.Even
 		status int
 		code   string
 	}{
-		{"unsupported room version", map[string]any{"room_version": "9"}, 400, "M_UNSUPPORTED_ROOM_VERSION"},
+		{"unsupported room version", map[string]any{"room_version": "3"}, 400, "M_UNSUPPORTED_ROOM_VERSION"},
 		{"unknown room version", map[string]any{"room_version": "banana"}, 400, "M_UNSUPPORTED_ROOM_VERSION"},
 		{"room_version not a string", map[string]any{"room_version": 12}, 400, "M_BAD_JSON"},
 		{"unknown preset", map[string]any{"preset": "party"}, 400, "M_INVALID_PARAM"},

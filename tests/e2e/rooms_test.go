@@ -236,8 +236,8 @@ func TestCreateRoomPresets(t *testing.T) {
 		if err != nil || res.RoomID != resp.RoomID {
 			t.Fatalf("alias resolves to %v, %v", res, err)
 		}
-		_, err = alice.c.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "9"})
-		wantMatrixErr(t, "createRoom in version 9", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
+		_, err = alice.c.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "3"})
+		wantMatrixErr(t, "createRoom in version 3", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
 	})
 }
 
