@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"myelin/config"
 	"myelin/internal/apierr"
 	"myelin/internal/outbound"
 	"myelin/storage"
@@ -20,11 +21,15 @@ import (
 // Fetcher sends the requests of URL previews. In production it is an
 // *outbound.Client: the SSRF deny-list (loopback, private, link-local, ...
 // checked on the address actually dialed, redirects included) with the
-// exemptions of outbound.allow_networks. Its response-size limit must be at
-// least max_upload_size (images are stored up to that size).
+// exemptions of outbound.allow_networks. Its response-size limit should be
+// PreviewFetchLimit.
 type Fetcher interface {
 	Do(*http.Request) (*http.Response, error)
 }
+
+// PreviewFetchLimit is the response-size limit the Fetcher needs: the
+// larger of max_upload_size (images are stored up to it) and the HTML read.
+func PreviewFetchLimit(m config.Media) int64 { return max(m.MaxUploadSize, maxHTMLBytes) }
 
 const (
 	// maxPreviewURLBytes bounds the url parameter.

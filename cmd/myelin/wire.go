@@ -159,10 +159,10 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	a.closers = append(a.closers, closeSync)
 	// The media repository: files under <data_dir>/media, rows in the database.
 	// URL previews fetch through their own outbound client (same
-	// allow-list as push): bodies up to max_upload_size, since a page's
-	// image is stored like an upload.
+	// allow-list as push): bodies up to max_upload_size (a page's image is
+	// stored like an upload) or the HTML read, whichever is larger.
 	previewClient := outbound.New(outbound.Options{Allow: allowNets, Timeout: 20 * time.Second,
-		MaxResponseBytes: cfg.Media.MaxUploadSize, UserAgent: "Myelin (URL preview)"})
+		MaxResponseBytes: media.PreviewFetchLimit(cfg.Media), UserAgent: "Myelin (URL preview)"})
 	mediaSvc, err := media.New(media.Options{Config: cfg, DB: db, Fetcher: previewClient})
 	if err != nil {
 		a.Close()
