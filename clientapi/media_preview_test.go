@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"myelin/config"
 	"myelin/internal/outbound"
@@ -83,6 +84,11 @@ func newPageServer(t *testing.T) *pageServer {
 	})
 	mux.HandleFunc("/redirect-metadata", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
+	})
+	mux.HandleFunc("/slow.html", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, `<meta property="og:title" content="Slow">`)
 	})
 	mux.HandleFunc("/doc.pdf", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/pdf")
@@ -175,6 +181,20 @@ func TestURLPreview(t *testing.T) {
 		// Cached: the second request (other endpoint) fetched nothing.
 		if n := pages.count("/sub/test.html") - before; n != 1 {
 			t.Errorf("page fetched %d times, want 1 (cache)", n)
+		}
+
+		// Concurrent requests for one URL share one fetch.
+		slowBefore := pages.count("/slow.html")
+		var wg sync.WaitGroup
+		codes := make([]int, 5)
+		for i := range codes {
+			wg.Go(func() {
+				codes[i] = s.raw("GET", previewPath(mediaC1, pages.URL+"/slow.html"), s.alice, "", nil, 0).Code
+			})
+		}
+		wg.Wait()
+		if n := pages.count("/slow.html") - slowBefore; n != 1 || codes[0] != 200 || codes[4] != 200 {
+			t.Errorf("concurrent previews: %d fetches, codes %v", n, codes)
 		}
 
 		cases := []struct {

@@ -106,6 +106,12 @@ func (s *Service) Preview(ctx context.Context, user, rawURL string, ts int64) (m
 	}
 	p := s.preview
 	p.mu.Lock()
+	// A fetch caches its result before it leaves inflight: looking again
+	// under the lock closes the gap between the first look and here.
+	if res, err, ok := p.cache.get(key, now); ok {
+		p.mu.Unlock()
+		return res, err
+	}
 	call, running := p.inflight[key]
 	if !running {
 		call = &previewCall{done: make(chan struct{})}
