@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"myelin/internal/outbound"
 )
 
 // Config is the whole server configuration. The commented default lives in
@@ -168,26 +170,9 @@ type Outbound struct {
 }
 
 // AllowPrefixes parses AllowNetworks (Verify reports bad entries); a bare
-// IP is a single-address network.
+// IP is a single-address network. The grammar is the outbound client's own.
 func (o Outbound) AllowPrefixes() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, e := range o.AllowNetworks {
-		if !strings.Contains(e, "/") {
-			a, err := netip.ParseAddr(e)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
-			}
-			a = a.Unmap()
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(e)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an IP address or CIDR", e)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
+	return outbound.ParseNetworks(o.AllowNetworks)
 }
 
 // Push configures delivery to push gateways.
