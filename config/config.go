@@ -37,6 +37,7 @@ type Config struct {
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Logging      Logging      `yaml:"logging"`
 	Metrics      Metrics      `yaml:"metrics"`
+	Debug        Debug        `yaml:"debug"`
 	Outbound     Outbound     `yaml:"outbound"`
 	Push         Push         `yaml:"push"`
 	Media        Media        `yaml:"media"`
@@ -90,7 +91,19 @@ type Database struct {
 	DSN string `yaml:"dsn"`
 	// MaxOpenConns bounds the PostgreSQL pool and the SQLite reader pool.
 	MaxOpenConns int `yaml:"max_open_conns"`
+	// Durability is "full" (the default: every acknowledged commit is
+	// fsynced, concurrent room writes sharing one fsync) or "relaxed"
+	// (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off: a
+	// crash of the process loses nothing, a power loss may lose the last
+	// commits). Relaxed is never the default and benchmarks label it.
+	Durability string `yaml:"durability"`
 }
+
+// Durability settings of Database.Durability.
+const (
+	DurabilityFull    = "full"
+	DurabilityRelaxed = "relaxed"
+)
 
 // Registration controls who may create accounts.
 type Registration struct {
@@ -157,6 +170,14 @@ type Logging struct {
 type Metrics struct {
 	Enabled bool   `yaml:"enabled"`
 	Path    string `yaml:"path"` // served on the client listener
+}
+
+// Debug holds operator-only diagnostics, all off by default.
+type Debug struct {
+	// PprofListen serves net/http/pprof on its own listener, never on the
+	// client one: profiles expose memory contents and cost CPU. "" disables
+	// it; Verify accepts only loopback addresses.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // Outbound configures the one HTTP client for requests to addresses users
@@ -231,7 +252,7 @@ func Default() Config {
 		ServerName: "localhost",
 		DataDir:    "./data",
 		Listeners:  Listeners{Client: "127.0.0.1:8008", Federation: "127.0.0.1:8448"},
-		Database:   Database{Engine: "sqlite", DSN: "myelin.db", MaxOpenConns: 8},
+		Database:   Database{Engine: "sqlite", DSN: "myelin.db", MaxOpenConns: 8, Durability: DurabilityFull},
 		Registration: Registration{
 			Enabled: false,
 		},
@@ -325,6 +346,14 @@ func (c *Config) Verify() error {
 	if c.Database.MaxOpenConns < 1 {
 		bad("database.max_open_conns: must be at least 1")
 	}
+	switch c.Database.Durability {
+	case DurabilityFull, DurabilityRelaxed:
+	default:
+		bad("database.durability: %q is not one of full, relaxed", c.Database.Durability)
+	}
+	if c.Debug.PprofListen != "" && !loopbackHostPort(c.Debug.PprofListen) {
+		bad("debug.pprof_listen: %q must be a loopback address (127.0.0.1:port or [::1]:port)", c.Debug.PprofListen)
+	}
 	if c.Registration.RequireToken && !c.Registration.Enabled {
 		bad("registration.require_token: only takes effect with registration.enabled: true")
 	}
@@ -398,6 +427,20 @@ func (c *Config) Verify() error {
 		bad("media.pending_expiry: must be at least 1m")
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackHostPort reports whether s is host:port with a literal loopback IP
+// (or "localhost"), so a diagnostics listener cannot be exposed by accident.
+func loopbackHostPort(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validHostPort(s string) bool {

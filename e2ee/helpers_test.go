@@ -22,7 +22,9 @@ import (
 	"myelin/storage/sqlite"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// Nothing the tests start (the roomserver's workers and writer that the device-list
+// tests run) may outlive them.
+func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
 
 const server = "hs.test"
 

@@ -21,7 +21,8 @@ import (
 	"myelin/syncapi"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// The consumer goroutine must be gone after Close.
+func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
 
 const server = "clinic.test"
 

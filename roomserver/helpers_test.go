@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"myelin/internal/apierr"
 	"myelin/internal/pgtest"
 	"myelin/storage"
@@ -18,17 +16,8 @@ import (
 	"myelin/storage/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	code := pgtest.Main(m)
-	if code == 0 {
-		// Workers, the writer and the pruner must all be gone after Close.
-		if err := goleak.Find(goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener")); err != nil {
-			os.Stderr.WriteString("goroutine leak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// Workers, the writer and the pruner must all be gone after Close.
+func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
 
 const testServer = "clinic.test"
 

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -131,36 +134,50 @@ type Notification struct {
 // after a crash between commit and memory) are kept once.
 func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int64, ns []Notification) error {
 	return p.db.Tx(ctx, func(tx *sql.Tx) error {
-		if len(ns) > 0 {
-			st, err := tx.PrepareContext(ctx, `INSERT INTO push_notifications (user_id, event_nid, room_id, thread_id, highlight, actions, ts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, event_nid) DO NOTHING`)
-			if err != nil {
-				return fmt.Errorf("prepare notifications: %w", err)
-			}
-			defer st.Close()
-			inserted := make([]Notification, 0, len(ns))
-			for _, n := range ns {
-				hl := 0
-				if n.Highlight {
-					hl = 1
+		// One INSERT per event and set of actions, the users as a VALUES
+		// list: modernc.org/sqlite re-parses a statement's SQL on every
+		// Exec, and a message in a 50-member room is 49 rows, so one
+		// statement per row was half the server's CPU under load. Only the
+		// users are per-row parameters because binding "$N" parameters is
+		// quadratic in their number (docs/performance.md, pprof findings).
+		// RETURNING names the rows actually inserted (not replayed).
+		inserted := make([]Notification, 0, len(ns))
+		for _, g := range groupNotifications(ns) {
+			for chunk := range slices.Chunk(g.ns, notificationsPerInsert) {
+				args := make([]any, 0, 6+len(chunk))
+				args = append(args, g.EventNID, g.RoomID, g.ThreadID, g.highlight, g.actions, g.TS)
+				for _, n := range chunk {
+					args = append(args, n.UserID)
 				}
-				res, err := st.ExecContext(ctx, n.UserID, n.EventNID, n.RoomID, n.ThreadID, hl, string(n.Actions), n.TS)
+				rows, err := tx.QueryContext(ctx, notificationInsertSQL(len(chunk)), args...)
 				if err != nil {
-					return fmt.Errorf("store notification: %w", err)
+					return fmt.Errorf("store notifications: %w", err)
 				}
-				c, err := res.RowsAffected()
-				if err != nil {
-					return fmt.Errorf("store notification: %w", err)
+				added := map[string]bool{}
+				for rows.Next() {
+					var u string
+					if err := rows.Scan(&u); err != nil {
+						rows.Close()
+						return fmt.Errorf("store notifications: %w", err)
+					}
+					added[u] = true
 				}
-				if c == 1 {
-					inserted = append(inserted, n)
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return fmt.Errorf("store notifications: %w", err)
+				}
+				for _, n := range chunk {
+					if added[n.UserID] {
+						delete(added, n.UserID) // a duplicate in ns was not inserted twice
+						inserted = append(inserted, n)
+					}
 				}
 			}
-			// Deliveries to the users' HTTP pushers commit with the
-			// notifications: none is lost, none is queued twice.
-			if err := enqueuePushes(ctx, tx, inserted, time.Now().UnixMilli()); err != nil {
-				return err
-			}
+		}
+		// Deliveries to the users' HTTP pushers commit with the
+		// notifications: none is lost, none is queued twice.
+		if err := enqueuePushes(ctx, tx, inserted, time.Now().UnixMilli()); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET pos = excluded.pos`, consumer, pos); err != nil {
@@ -168,6 +185,67 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 		}
 		return nil
 	})
+}
+
+// notificationsPerInsert bounds the users of one INSERT.
+const notificationsPerInsert = 200
+
+// notificationGroup is the notifications of one event that share their
+// actions: they differ only in the user.
+type notificationGroup struct {
+	EventNID  int64
+	RoomID    string
+	ThreadID  string
+	TS        int64
+	highlight int
+	actions   string
+	ns        []Notification
+}
+
+// groupNotifications groups ns by event and actions, in first-seen order.
+func groupNotifications(ns []Notification) []*notificationGroup {
+	type key struct {
+		nid       int64
+		highlight bool
+		actions   string
+	}
+	var out []*notificationGroup
+	idx := make(map[key]*notificationGroup)
+	for _, n := range ns {
+		k := key{n.EventNID, n.Highlight, string(n.Actions)}
+		g := idx[k]
+		if g == nil || g.RoomID != n.RoomID || g.ThreadID != n.ThreadID || g.TS != n.TS {
+			g = &notificationGroup{EventNID: n.EventNID, RoomID: n.RoomID, ThreadID: n.ThreadID, TS: n.TS, actions: k.actions}
+			if n.Highlight {
+				g.highlight = 1
+			}
+			idx[k] = g
+			out = append(out, g)
+		}
+		g.ns = append(g.ns, n)
+	}
+	return out
+}
+
+// notificationInsertSQL inserts one row per user ($7…$(6+n)) with the
+// shared columns $1…$6. The CASTs type the shared parameters for
+// PostgreSQL (they sit in a SELECT list, not against a column); WHERE true
+// resolves SQLite's parsing ambiguity of INSERT … SELECT … ON CONFLICT.
+func notificationInsertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO push_notifications (user_id, event_nid, room_id, thread_id, highlight, actions, ts)
+		SELECT v.column1, CAST($1 AS BIGINT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS INTEGER), CAST($5 AS TEXT), CAST($6 AS BIGINT)
+		FROM (VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("($")
+		b.WriteString(strconv.Itoa(7 + i))
+		b.WriteString(")")
+	}
+	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, event_nid) DO NOTHING RETURNING user_id`)
+	return b.String()
 }
 
 // readUpToSQL is the position a user has read up to for notification n:

@@ -120,15 +120,17 @@ func (s *Sync) LatestEvents(ctx context.Context, windows []EventWindow, limit in
 	for start := 0; start < len(windows); start += maxUnion {
 		chunk := windows[start:min(start+maxUnion, len(windows))]
 		var q strings.Builder
-		args := make([]any, 0, 3*len(chunk)+1)
-		args = append(args, limit)
+		args := make([]any, 0, 3*len(chunk))
 		for i, w := range chunk {
 			if i > 0 {
 				q.WriteString(" UNION ALL ")
 			}
 			n := len(args)
+			// The limit is an int written into the SQL, not a parameter
+			// shared by every branch: parameters used once each, in order,
+			// bind in linear time on SQLite (storage/sqlite/positional.go).
 			fmt.Fprintf(&q, `SELECT * FROM (SELECT %s FROM events WHERE room_nid = $%d AND event_nid > $%d AND event_nid <= $%d
-				ORDER BY event_nid DESC LIMIT $1) w%d`, eventCols, n+1, n+2, n+3, i)
+				ORDER BY event_nid DESC LIMIT %d) w%d`, eventCols, n+1, n+2, n+3, limit, i)
 			args = append(args, w.RoomNID, w.After, w.UpTo)
 		}
 		evs, err := s.queryEvents(ctx, q.String(), args...)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"myelin/internal/apierr"
 	"myelin/internal/pgtest"
 	"myelin/roomserver"
@@ -20,19 +18,8 @@ import (
 	"myelin/storage/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	code := pgtest.Main(m)
-	if code == 0 {
-		// Typing and presence timers must all be gone after Close.
-		if err := goleak.Find(goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
-			// pgtest's watchdog for its throwaway cluster lives until exit.
-			goleak.IgnoreAnyFunction("myelin/internal/pgtest.watchParent.func1")); err != nil {
-			os.Stderr.WriteString("goroutine leak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// Typing and presence timers must all be gone after Close.
+func TestMain(m *testing.M) { os.Exit(pgtest.MainNoLeaks(m)) }
 
 const testServer = "clinic.test"
 

@@ -136,6 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (options, string, error) {
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.BaseURL, "url", o.BaseURL, "homeserver base URL (must resolve to loopback)")
 	fs.StringVar(&o.Server, "server", "", "label for the server in the results (default: host:port of --url)")
+	fs.StringVar(&o.Durability, "durability", "", "label: the server's durability setting (e.g. full, relaxed), copied into every result")
 	scen := fs.String("scenarios", "all", "scenarios to run: all, or comma-separated names or numbers 1-8")
 	fs.IntVar(&o.Users, "users", o.Users, "users to register (scenario 1)")
 	fs.IntVar(&o.Rooms, "rooms", o.Rooms, "rooms to create (scenario 2)")

@@ -231,3 +231,17 @@ func TestKeptPprof(t *testing.T) {
 		}
 	}
 }
+
+func TestDurabilityLabel(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"default", ""},
+		{"full", ""},
+		{"the defaults (database.durability: full — every commit fsynced, group commit)", ""},
+		{"relaxed", " (durability: relaxed)"},
+	} {
+		if got := durabilityLabel(tc.in); got != tc.want {
+			t.Errorf("durabilityLabel(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,9 @@ import "time"
 type Result struct {
 	Scenario string `json:"scenario"`
 	Server   string `json:"server"`
+	// Durability labels the figures with the server's durability setting
+	// (--durability): relaxed figures must never pass for default ones.
+	Durability string `json:"durability,omitempty"`
 	// Status is "ok" (every operation succeeded), "partial" (some failed)
 	// or "failed" (setup failed, nothing succeeded, or not run).
 	Status      string         `json:"status"`

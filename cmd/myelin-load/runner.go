@@ -16,6 +16,7 @@ import (
 type options struct {
 	BaseURL        string
 	Server         string // label in every result
+	Durability     string // the server's durability setting: label in every result
 	Scenarios      []string
 	Users          int
 	Rooms          int
@@ -165,7 +166,7 @@ func (r *runner) runAll(ctx context.Context) error {
 		}
 	}
 	sum := Result{
-		Scenario: "run_summary", Server: r.opt.Server, Status: "ok",
+		Scenario: "run_summary", Server: r.opt.Server, Durability: r.opt.Durability, Status: "ok",
 		DurationS:    round3(time.Since(start).Seconds()),
 		MessagesSent: r.messagesSent.Load(), Requests: r.c.requests.Load(), RateLimited: r.c.rateLimited.Load(),
 	}
@@ -187,7 +188,7 @@ func (r *runner) runAll(ctx context.Context) error {
 // runScenario sets up, measures, and samples the server around the
 // measured phase only.
 func (r *runner) runScenario(ctx context.Context, sc scenario) Result {
-	res := Result{Scenario: sc.name, Server: r.opt.Server, Unit: sc.unit, Params: sc.params}
+	res := Result{Scenario: sc.name, Server: r.opt.Server, Durability: r.opt.Durability, Unit: sc.unit, Params: sc.params}
 	if ctx.Err() != nil {
 		res.Status, res.Error = "failed", "not run: --max-duration reached"
 		return res

@@ -92,15 +92,19 @@ func openDatabase(ctx context.Context, cfg *config.Config) (*storage.DB, error) 
 		db  *storage.DB
 		err error
 	)
+	relaxed := cfg.Database.Durability == config.DurabilityRelaxed
+	if relaxed {
+		slog.Warn("database.durability is relaxed: a power loss may lose the last acknowledged messages")
+	}
 	switch cfg.Database.Engine {
 	case "sqlite":
 		path := cfg.Database.DSN
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(cfg.DataDir, path)
 		}
-		db, err = sqlite.Open(path, cfg.Database.MaxOpenConns)
+		db, err = sqlite.OpenWith(path, cfg.Database.MaxOpenConns, sqlite.Options{Relaxed: relaxed})
 	case "postgres":
-		db, err = postgres.Open(cfg.Database.DSN, cfg.Database.MaxOpenConns)
+		db, err = postgres.OpenWith(cfg.Database.DSN, cfg.Database.MaxOpenConns, postgres.Options{Relaxed: relaxed})
 	default:
 		err = fmt.Errorf("unknown database engine %q", cfg.Database.Engine)
 	}

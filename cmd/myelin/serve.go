@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"syscall"
 	"time"
@@ -70,7 +71,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	clientMux.Handle("/", app.Client)
 
 	servers := []*http.Server{newServer(cfg.Listeners.Client, clientMux, log)}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	ln, err := net.Listen("tcp", cfg.Listeners.Client)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listeners.Client, err)
@@ -95,6 +96,19 @@ func cmdServe(args []string, stderr io.Writer) error {
 		log.Info("federation API listening", "addr", fln.Addr().String(), "tls", cfg.Listeners.TLSCert != "")
 	}
 
+	if cfg.Debug.PprofListen != "" {
+		// Its own listener and mux (not http.DefaultServeMux): Verify only
+		// lets a loopback address through.
+		dbg := newServer(cfg.Debug.PprofListen, pprofMux(), log)
+		servers = append(servers, dbg)
+		dln, err := net.Listen("tcp", cfg.Debug.PprofListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Debug.PprofListen, err)
+		}
+		go func() { errc <- dbg.Serve(dln) }()
+		log.Info("pprof listening", "addr", dln.Addr().String())
+	}
+
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -114,6 +128,17 @@ func cmdServe(args []string, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// pprofMux serves net/http/pprof's handlers under /debug/pprof/.
+func pprofMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }
 
 func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {

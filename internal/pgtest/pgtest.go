@@ -23,6 +23,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for admin connections
+	"go.uber.org/goleak"
 )
 
 // BinDir is where Debian's PostgreSQL 15 server binaries live.
@@ -193,4 +194,26 @@ func Main(m *testing.M) int {
 	code := m.Run()
 	Stop()
 	return code
+}
+
+// MainNoLeaks is Main for packages that start goroutines (workers, timers,
+// consumers): once the tests passed it fails the binary if any goroutine is
+// still running (goleak), so a Close that forgets one is caught. A leak is
+// only judged after passing tests: a failed test may leave things running.
+// database/sql's connection opener (a pool a test did not close) and this
+// package's own watchdog are not leaks of the code under test.
+func MainNoLeaks(m *testing.M, ignore ...goleak.Option) int {
+	code := Main(m)
+	if code != 0 {
+		return code
+	}
+	opts := append([]goleak.Option{
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+		goleak.IgnoreAnyFunction("myelin/internal/pgtest.watchParent.func1"),
+	}, ignore...)
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
+		return 1
+	}
+	return 0
 }

@@ -4,13 +4,13 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"myelin/storage"
 )
@@ -21,10 +21,28 @@ var migrations embed.FS
 // Open connects to dsn (a postgres:// URL or key=value string) with a pool of
 // at most maxConns connections, used for both reads and writes.
 func Open(dsn string, maxConns int) (*storage.DB, error) {
-	db, err := sql.Open("pgx", dsn)
+	return OpenWith(dsn, maxConns, Options{})
+}
+
+// Options are the settings an operator may change.
+type Options struct {
+	// Relaxed sets synchronous_commit=off on every connection (config
+	// database.durability: relaxed): a commit returns before its WAL is
+	// flushed, so a crash of PostgreSQL's host may lose the last commits
+	// (never corrupts). Never the default.
+	Relaxed bool
+}
+
+// OpenWith is Open with Options.
+func OpenWith(dsn string, maxConns int, o Options) (*storage.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	if o.Relaxed {
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+	}
+	db := stdlib.OpenDB(*cfg)
 	if maxConns < 1 {
 		maxConns = 1
 	}

@@ -37,3 +37,30 @@ func TestOpenRefusesUnreachableServer(t *testing.T) {
 		t.Fatal("opened a database on a closed port")
 	}
 }
+
+func TestOpenDurability(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"default commits synchronously", Options{}, "on"},
+		{"relaxed turns synchronous_commit off", Options{Relaxed: true}, "off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := OpenWith(dsn, 2, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var got string
+			if err := db.W.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("synchronous_commit = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

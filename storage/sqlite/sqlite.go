@@ -29,6 +29,19 @@ var migrations embed.FS
 // _txlock=immediate takes the write lock at BEGIN so a transaction never
 // fails half-way on a lock upgrade.
 func Open(path string, maxReaders int) (*storage.DB, error) {
+	return OpenWith(path, maxReaders, Options{})
+}
+
+// Options are the settings an operator may change.
+type Options struct {
+	// Relaxed uses synchronous=NORMAL (config database.durability:
+	// relaxed): in WAL mode a commit then survives a crash of the process
+	// but not a power loss. Never the default.
+	Relaxed bool
+}
+
+// OpenWith is Open with Options.
+func OpenWith(path string, maxReaders int, o Options) (*storage.DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create database directory: %w", err)
@@ -38,7 +51,11 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 	common.Add("_pragma", "busy_timeout(10000)")
 	common.Add("_pragma", "foreign_keys(1)")
 	common.Add("_pragma", "journal_mode(WAL)")
-	common.Add("_pragma", "synchronous(FULL)")
+	if o.Relaxed {
+		common.Add("_pragma", "synchronous(NORMAL)")
+	} else {
+		common.Add("_pragma", "synchronous(FULL)")
+	}
 
 	wq := url.Values{}
 	for k, v := range common {
@@ -48,7 +65,7 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 	// SQLite parses "file:" names as URIs: escape the path so '?', '#' and
 	// '%' in a directory name cannot cut it short (and lose the pragmas).
 	uri := "file:" + (&url.URL{Path: path}).EscapedPath()
-	w, err := sql.Open("sqlite", uri+"?"+wq.Encode())
+	w, err := openPositional(uri + "?" + wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
@@ -66,7 +83,7 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
-	r, err := sql.Open("sqlite", uri+"?"+rq.Encode())
+	r, err := openPositional(uri + "?" + rq.Encode())
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
@@ -82,4 +99,17 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 		return nil, err
 	}
 	return storage.New(storage.SQLite, w, r, sub), nil
+}
+
+// openPositional is sql.Open("sqlite", dsn) with the parameter rewrite of
+// positional.go on every connection.
+func openPositional(dsn string) (*sql.DB, error) {
+	// sql.Open connects nothing: it only hands out the registered driver.
+	probe, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	drv := probe.Driver()
+	probe.Close()
+	return sql.OpenDB(positionalConnector{dsn: dsn, drv: drv}), nil
 }

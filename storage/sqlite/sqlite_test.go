@@ -169,3 +169,31 @@ func TestOpenPathWithURICharacters(t *testing.T) {
 		t.Fatalf("database not at the configured path: %v", err)
 	}
 }
+
+func TestOpenDurability(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string // PRAGMA synchronous: 2 FULL, 1 NORMAL
+	}{
+		{"default is full", Options{}, "2"},
+		{"relaxed is normal", Options{Relaxed: true}, "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := OpenWith(filepath.Join(t.TempDir(), "x.db"), 2, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, pool := range []*sql.DB{db.W, db.R} {
+				var got string
+				if err := pool.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if got != tc.want {
+					t.Errorf("PRAGMA synchronous = %s, want %s", got, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,148 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"strings"
+)
+
+// The portable SQL numbers its parameters ($1, $2, …). modernc.org/sqlite
+// binds a named or numbered parameter by searching the arguments for it
+// (formatting every argument's ordinal to compare), and SQLite's own name
+// lookup is a linear scan too: binding n parameters costs O(n²). The
+// batched reads (IN lists of hundreds of event positions) spent most of
+// an initial /sync there. Anonymous "?" parameters are bound by position,
+// so a statement whose parameters are exactly $1…$n, each once and in
+// order, is rewritten to use "?"; any other statement is left as it is.
+
+// positionalConnector opens connections whose statements get that rewrite.
+type positionalConnector struct {
+	dsn string
+	drv driver.Driver
+}
+
+func (c positionalConnector) Connect(context.Context) (driver.Conn, error) {
+	conn, err := c.drv.Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	return &positionalConn{conn}, nil
+}
+
+func (c positionalConnector) Driver() driver.Driver { return c.drv }
+
+// positionalConn wraps a modernc.org/sqlite connection, passing on every
+// interface database/sql uses so it takes the same paths as without it.
+type positionalConn struct{ driver.Conn }
+
+var errNotSupported = errors.New("sqlite: driver interface not supported")
+
+func (c *positionalConn) Prepare(query string) (driver.Stmt, error) {
+	return c.Conn.Prepare(positional(query))
+}
+
+func (c *positionalConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, positional(query))
+	}
+	return c.Conn.Prepare(positional(query))
+}
+
+func (c *positionalConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+		return b.BeginTx(ctx, opts)
+	}
+	return nil, errNotSupported
+}
+
+func (c *positionalConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if e, ok := c.Conn.(driver.ExecerContext); ok {
+		return e.ExecContext(ctx, positional(query), args)
+	}
+	return nil, driver.ErrSkip
+}
+
+func (c *positionalConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if q, ok := c.Conn.(driver.QueryerContext); ok {
+		return q.QueryContext(ctx, positional(query), args)
+	}
+	return nil, driver.ErrSkip
+}
+
+func (c *positionalConn) Ping(ctx context.Context) error {
+	if p, ok := c.Conn.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (c *positionalConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (c *positionalConn) IsValid() bool {
+	if v, ok := c.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+// positional returns query with $1…$n replaced by "?" when those are its
+// parameters, each used once and in increasing order (outside string
+// literals, quoted identifiers and comments); otherwise query unchanged.
+func positional(query string) string {
+	if !strings.Contains(query, "$") {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query))
+	next := 1
+	for i := 0; i < len(query); {
+		switch ch := query[i]; {
+		case ch == '\'' || ch == '"' || ch == '`':
+			// A quoted literal or identifier; a doubled quote is an
+			// escaped one, which this loop handles as two literals.
+			j := strings.IndexByte(query[i+1:], ch)
+			if j < 0 {
+				return query
+			}
+			b.WriteString(query[i : i+j+2])
+			i += j + 2
+		case ch == '-' && strings.HasPrefix(query[i:], "--"):
+			j := strings.IndexByte(query[i:], '\n')
+			if j < 0 {
+				j = len(query) - i
+			}
+			b.WriteString(query[i : i+j])
+			i += j
+		case ch == '/' && strings.HasPrefix(query[i:], "/*"):
+			j := strings.Index(query[i+2:], "*/")
+			if j < 0 {
+				return query
+			}
+			b.WriteString(query[i : i+j+4])
+			i += j + 4
+		case ch == '$':
+			j := i + 1
+			n := 0
+			for j < len(query) && query[j] >= '0' && query[j] <= '9' && n <= 1<<20 {
+				n = n*10 + int(query[j]-'0')
+				j++
+			}
+			if j == i+1 || n != next {
+				return query // not a number, reused, or out of order
+			}
+			next++
+			b.WriteByte('?')
+			i = j
+		default:
+			b.WriteByte(ch)
+			i++
+		}
+	}
+	return b.String()
+}
