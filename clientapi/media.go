@@ -40,8 +40,13 @@ func (a *api) registerMediaRoutes(r *mux.Router, svc *media.Service) {
 	handle(http.MethodGet, cv1+"/download/{serverName}/{mediaId}", a.authed(m.download))
 	handle(http.MethodGet, cv1+"/download/{serverName}/{mediaId}/{fileName}", a.authed(m.download))
 	handle(http.MethodGet, cv1+"/thumbnail/{serverName}/{mediaId}", a.authed(m.thumbnail))
-	// /preview_url is not served (no SSRF-safe outbound client here yet):
-	// the router answers 404 M_UNRECOGNIZED.
+	// URL previews, when media.url_previews is on (otherwise the router
+	// answers 404 M_UNRECOGNIZED). The deprecated v3 one is authenticated
+	// too and not part of the download freeze.
+	if svc.PreviewsEnabled() {
+		handle(http.MethodGet, cv1+"/preview_url", a.authed(m.previewURL))
+		handle(http.MethodGet, legacy+"/preview_url", a.authed(m.previewURL))
+	}
 
 	// The deprecated /config carries no media, so the freeze below does not
 	// concern it; the spec still defines it (authenticated, like v1).
@@ -208,4 +213,21 @@ func serve(w http.ResponseWriter, r *http.Request, c *media.Content) {
 	defer c.File.Close()
 	media.SetServeHeaders(w.Header(), c.ContentType, c.Filename)
 	http.ServeContent(w, r, "", c.Modified, c.File)
+}
+
+func (m *mediaAPI) previewURL(w http.ResponseWriter, r *http.Request, c *account.Caller) error {
+	q := r.URL.Query()
+	var ts int64
+	if v := q.Get("ts"); v != "" {
+		var err error
+		if ts, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return apierr.InvalidParam("ts must be an integer")
+		}
+	}
+	og, err := m.media.Preview(r.Context(), c.UserID, q.Get("url"), ts)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, og)
+	return nil
 }

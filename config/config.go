@@ -239,6 +239,11 @@ type Media struct {
 	// (patient photos, documents). An admin may turn it on for a while for
 	// staff on client versions that predate authenticated media (2024).
 	LegacyUnauthenticatedDownloads bool `yaml:"legacy_unauthenticated_downloads"`
+	// URLPreviews serves /preview_url: the server fetches pages users ask
+	// about (through the outbound client, so outbound.allow_networks
+	// governs which addresses it may reach) and stores their images as the
+	// asking user's uploads. false answers 404 M_UNRECOGNIZED.
+	URLPreviews bool `yaml:"url_previews"`
 }
 
 // Default returns the configuration used for anything config.yaml leaves out.
@@ -277,6 +282,7 @@ func Default() Config {
 			MaxPendingUploads:  10,
 			// The spec recommends 24 hours.
 			PendingExpiry: 24 * time.Hour,
+			URLPreviews:   true,
 		},
 	}
 }

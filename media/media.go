@@ -2,8 +2,10 @@
 // under <data_dir>/media, media IDs and their rows (through storage), the
 // upload size limit and per-user quota, asynchronous uploads
 // (/media/v1/create then PUT), and thumbnails of PNG, JPEG, GIF and WebP
-// images, generated on demand and cached. HTTP routing lives in clientapi;
-// this package returns *apierr.Error values the edge renders.
+// images, generated on demand and cached; and URL previews (OpenGraph data
+// of pages fetched through the SSRF-safe outbound client, their images
+// stored like uploads). HTTP routing lives in clientapi; this package
+// returns *apierr.Error values the edge renders.
 package media
 
 import (
@@ -31,6 +33,9 @@ type Options struct {
 	DB     *storage.DB    // required
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Fetcher makes the requests of URL previews (an *outbound.Client);
+	// nil, or media.url_previews off, leaves /preview_url unserved.
+	Fetcher Fetcher
 }
 
 // Service is the media repository.
@@ -49,6 +54,8 @@ type Service struct {
 	// thumbSlots bounds concurrent decodes: each may hold up to
 	// MaxThumbnailPixels*4 bytes.
 	thumbSlots chan struct{}
+	// preview makes URL previews; nil when they are off.
+	preview *previewer
 }
 
 // New opens (creating if needed) the media store under the data directory.
@@ -71,8 +78,12 @@ func New(opts Options) (*Service, error) {
 	if info == "" {
 		info = "https://" + opts.Config.ServerName
 	}
-	return &Service{cfg: opts.Config.Media, serverName: opts.Config.ServerName, infoURI: info,
-		db: storage.NewMedia(opts.DB), files: files, now: now, thumbSlots: make(chan struct{}, 2)}, nil
+	s := &Service{cfg: opts.Config.Media, serverName: opts.Config.ServerName, infoURI: info,
+		db: storage.NewMedia(opts.DB), files: files, now: now, thumbSlots: make(chan struct{}, 2)}
+	if opts.Config.Media.URLPreviews && opts.Fetcher != nil {
+		s.preview = newPreviewer(opts.Fetcher)
+	}
+	return s, nil
 }
 
 // MaxUploadSize is the upload limit /media/config advertises.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -157,11 +158,17 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	a.drainers = append(a.drainers, closeSync)
 	a.closers = append(a.closers, closeSync)
 	// The media repository: files under <data_dir>/media, rows in the database.
-	mediaSvc, err := media.New(media.Options{Config: cfg, DB: db})
+	// URL previews fetch through their own outbound client (same
+	// allow-list as push): bodies up to max_upload_size (a page's image is
+	// stored like an upload) or the HTML read, whichever is larger.
+	previewClient := outbound.New(outbound.Options{Allow: allowNets, Timeout: 20 * time.Second,
+		MaxResponseBytes: media.PreviewFetchLimit(cfg.Media), UserAgent: "Myelin (URL preview)"})
+	mediaSvc, err := media.New(media.Options{Config: cfg, DB: db, Fetcher: previewClient})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("media: %w", err)
 	}
+	a.closers = append(a.closers, previewClient.CloseIdleConnections)
 	client, err := clientapi.New(clientapi.Options{Config: cfg, Accounts: accounts, Rooms: rooms, Sync: syncSvc, Keys: e2eeSvc, Push: notif, Media: mediaSvc, Metrics: metrics})
 	if err != nil {
 		a.Close()
