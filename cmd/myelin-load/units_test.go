@@ -334,7 +334,10 @@ func TestBusyAfter(t *testing.T) {
 		if err != nil || capped {
 			t.Fatalf("capped %v err %v", capped, err)
 		}
-		if busy < 180*time.Millisecond || busy > 400*time.Millisecond {
+		// The lower bound is the logic (the ticks moved until 200 ms); the
+		// upper one only guards against counting the idle window as busy,
+		// and is loose because a loaded CI machine may delay the sampler.
+		if busy < 180*time.Millisecond || busy > 1500*time.Millisecond {
 			t.Errorf("busy %v, want about 200ms", busy)
 		}
 	})
