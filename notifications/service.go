@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,24 +165,32 @@ func (s *Service) processBatch(ctx context.Context, after, upTo int64) (int64, e
 	if len(rows) == s.opts.BatchSize {
 		next = rows[len(rows)-1].NID
 	}
-	var ns []storage.Notification
-	woken := map[string]bool{}
+	var b storage.NotificationBatch
 	if len(rows) > 0 {
-		ns, err = s.evaluate(ctx, rows)
+		b, err = s.evaluate(ctx, rows)
 		if err != nil {
 			return after, err
 		}
 	}
-	if err := s.store.StoreNotifications(ctx, consumerName, next, ns); err != nil {
+	if err := s.store.StoreBatch(ctx, consumerName, next, b); err != nil {
 		return after, err
 	}
 	s.committed.advance(next)
-	if wake := s.wake.Load(); wake != nil && len(ns) > 0 {
+	if wake := s.wake.Load(); wake != nil && (len(b.Explicit) > 0 || len(b.Shared) > 0) {
+		woken := map[string]bool{}
 		var users []string
-		for _, n := range ns {
-			if !woken[n.UserID] {
-				woken[n.UserID] = true
-				users = append(users, n.UserID)
+		add := func(u string) {
+			if !woken[u] {
+				woken[u] = true
+				users = append(users, u)
+			}
+		}
+		for _, n := range b.Explicit {
+			add(n.UserID)
+		}
+		for _, sh := range b.Shared {
+			for _, u := range sh.Notified {
+				add(u)
 			}
 		}
 		(*wake)(users...)
@@ -203,10 +212,22 @@ func (s *Service) local(userID string) bool {
 	return strings.HasSuffix(userID, ":"+s.opts.ServerName)
 }
 
-func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) ([]storage.Notification, error) {
+// plainActions are the actions of a plain notification: what the default
+// rules give every member for a message, stored once per event.
+const plainActions = `["notify"]`
+
+// evaluate evaluates rows for their recipients. An event that notified at
+// least one joined member plainly (actions exactly ["notify"], no
+// highlight) becomes one shared row, with the other joined members as its
+// skips and their explicit rows if they were notified otherwise; without
+// a plain recipient every notification is explicit. An invitee is not
+// joined: always explicit. Local members' membership events maintain the
+// join spans the shared rows are read through.
+func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) (storage.NotificationBatch, error) {
+	var out storage.NotificationBatch
 	events, err := s.rooms.EventsFromLog(ctx, rows, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
+		return out, fmt.Errorf("read events: %w", err)
 	}
 	groups := make([]int64, 0, len(rows))
 	for _, r := range rows {
@@ -214,10 +235,23 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) ([]s
 	}
 	states, err := s.roomStates(ctx, groups)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	var out []storage.Notification
 	for i, e := range events {
+		membership := ""
+		if e.Type == "m.room.member" && e.StateKey != nil {
+			var c struct {
+				Membership string `json:"membership"`
+			}
+			if json.Unmarshal(e.Content, &c) == nil {
+				membership = c.Membership
+			}
+			// Every membership event of a local user moves their join span,
+			// redacted or not (redaction keeps membership).
+			if s.local(*e.StateKey) && membership != "" {
+				out.Memberships = append(out.Memberships, storage.JoinChange{RoomID: e.RoomID, UserID: *e.StateKey, EventNID: e.Position, Joined: membership == "join"})
+			}
+		}
 		if e.Redacted() {
 			continue
 		}
@@ -232,48 +266,66 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) ([]s
 			}
 		}
 		invitee := ""
-		if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey != e.Sender && s.local(*e.StateKey) {
-			var c struct {
-				Membership string `json:"membership"`
-			}
-			if json.Unmarshal(e.Content, &c) == nil && c.Membership == "invite" {
-				invitee = *e.StateKey
-				recipients = append(recipients, invitee)
-			}
+		if membership == "invite" && *e.StateKey != e.Sender && s.local(*e.StateKey) {
+			invitee = *e.StateKey
 		}
-		if len(recipients) == 0 {
+		if len(recipients) == 0 && invitee == "" {
 			continue
 		}
 		js, err := json.Marshal(pushEvent{Type: e.Type, StateKey: e.StateKey, Sender: e.Sender, RoomID: e.RoomID, EventID: e.EventID, Content: e.Content})
 		if err != nil {
-			return nil, fmt.Errorf("encode event: %w", err)
+			return out, fmt.Errorf("encode event: %w", err)
 		}
 		pev, err := pushrules.NewEvent(js)
 		if err != nil {
 			continue // content that is not an object cannot match any rule
 		}
 		room := &pushrules.Room{MemberCount: st.joined, SenderPower: st.power(e.Sender), NotificationLevels: st.notifLevels}
-		evals, err := s.evaluatorsFor(ctx, recipients)
+		all := recipients
+		if invitee != "" {
+			all = append(slices.Clip(recipients), invitee)
+		}
+		evals, err := s.evaluatorsFor(ctx, all)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
 		thread := ""
-		for _, u := range recipients {
+		// explicit are this event's notifications that are not plain;
+		// skipped the joined recipients it did not plainly notify.
+		var explicit []storage.Notification
+		var plain, skipped []string
+		for _, u := range all {
 			res := evals[u].Evaluate(pev, room, st.members[u])
+			joined := u != invitee
 			if !res.Notify {
+				if joined {
+					skipped = append(skipped, u)
+				}
 				continue
 			}
 			if thread == "" {
 				if thread, err = s.threadFor(ctx, pev, e); err != nil {
-					return nil, err
+					return out, err
 				}
 			}
 			acts, err := json.Marshal(res.Actions)
 			if err != nil {
-				return nil, fmt.Errorf("encode actions: %w", err)
+				return out, fmt.Errorf("encode actions: %w", err)
 			}
-			out = append(out, storage.Notification{UserID: u, EventNID: e.Position, RoomID: e.RoomID, ThreadID: thread,
+			if joined && !res.Highlight && string(acts) == plainActions {
+				plain = append(plain, u)
+				continue
+			}
+			if joined {
+				skipped = append(skipped, u)
+			}
+			explicit = append(explicit, storage.Notification{UserID: u, EventNID: e.Position, RoomID: e.RoomID, ThreadID: thread,
 				Highlight: res.Highlight, Actions: acts, TS: e.OriginServerTS})
+		}
+		out.Explicit = append(out.Explicit, explicit...)
+		if len(plain) > 0 {
+			out.Shared = append(out.Shared, storage.SharedNotification{RoomID: e.RoomID, EventNID: e.Position, ThreadID: thread,
+				Sender: e.Sender, Skipped: skipped, Notified: plain})
 		}
 	}
 	return out, nil

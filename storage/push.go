@@ -128,60 +128,40 @@ type Notification struct {
 	Read      bool   // set by reads: at or before the user's read receipt
 }
 
-// StoreNotifications records a batch's notifications and advances the
-// consumer's position to pos in ONE transaction, so a restart resumes
-// after exactly what was counted. Rows already present (a batch replayed
-// after a crash between commit and memory) are kept once. Every
-// notification's room must be a stored room.
+// StoreNotifications records a batch's explicit notifications and
+// advances the consumer's position to pos in ONE transaction (StoreBatch
+// with only explicit rows).
 func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int64, ns []Notification) error {
+	return p.StoreBatch(ctx, consumer, pos, NotificationBatch{Explicit: ns})
+}
+
+// StoreBatch records a batch's notifications (explicit rows, shared rows
+// with their skips, members' join spans) and advances the consumer's
+// position to pos in ONE transaction, so a restart resumes after exactly
+// what was counted. Rows already present (a batch replayed after a crash
+// between commit and memory) are kept once. Every room must be a stored
+// room.
+func (p *Push) StoreBatch(ctx context.Context, consumer string, pos int64, b NotificationBatch) error {
 	return p.db.Tx(ctx, func(tx *sql.Tx) error {
-		roomNIDs, err := roomNIDsOf(ctx, tx, ns)
+		roomNIDs, err := roomNIDsOf(ctx, tx, b.roomIDs())
 		if err != nil {
 			return err
 		}
-		// One INSERT per event and set of actions, the users as a VALUES
-		// list: modernc.org/sqlite re-parses a statement's SQL on every
-		// Exec, and a message in a 50-member room is 49 rows, so one
-		// statement per row was half the server's CPU under load. Only the
-		// users are per-row parameters because binding "$N" parameters is
-		// quadratic in their number (docs/performance.md, pprof findings).
-		// RETURNING names the rows actually inserted (not replayed).
-		inserted := make([]Notification, 0, len(ns))
-		for _, g := range groupNotifications(ns) {
-			for chunk := range slices.Chunk(g.ns, notificationsPerInsert) {
-				args := make([]any, 0, 5+len(chunk))
-				args = append(args, roomNIDs[g.RoomID], g.EventNID, storedThread(g.ThreadID), g.highlight, storedActions(g.actions))
-				for _, n := range chunk {
-					args = append(args, n.UserID)
-				}
-				rows, err := tx.QueryContext(ctx, notificationInsertSQL(len(chunk)), args...)
-				if err != nil {
-					return fmt.Errorf("store notifications: %w", err)
-				}
-				added := map[string]bool{}
-				for rows.Next() {
-					var u string
-					if err := rows.Scan(&u); err != nil {
-						rows.Close()
-						return fmt.Errorf("store notifications: %w", err)
-					}
-					added[u] = true
-				}
-				rows.Close()
-				if err := rows.Err(); err != nil {
-					return fmt.Errorf("store notifications: %w", err)
-				}
-				for _, n := range chunk {
-					if added[n.UserID] {
-						delete(added, n.UserID) // a duplicate in ns was not inserted twice
-						inserted = append(inserted, n)
-					}
-				}
-			}
+		// Spans first: a shared row's recipients are read through them.
+		if err := storeMemberships(ctx, tx, b.Memberships, roomNIDs); err != nil {
+			return err
+		}
+		inserted, err := storeExplicit(ctx, tx, b.Explicit, roomNIDs)
+		if err != nil {
+			return err
+		}
+		shared, err := storeShared(ctx, tx, b.Shared, roomNIDs)
+		if err != nil {
+			return err
 		}
 		// Deliveries to the users' HTTP pushers commit with the
 		// notifications: none is lost, none is queued twice.
-		if err := enqueuePushes(ctx, tx, inserted, roomNIDs, time.Now().UnixMilli()); err != nil {
+		if err := enqueuePushes(ctx, tx, append(inserted, shared...), roomNIDs, time.Now().UnixMilli()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
@@ -192,23 +172,74 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 	})
 }
 
-// roomNIDsOf maps the rooms of ns to their room_nid (rows are keyed by
+// storeExplicit inserts one push_notifications row per notification and
+// returns those actually inserted (not replayed).
+func storeExplicit(ctx context.Context, tx *sql.Tx, ns []Notification, roomNIDs map[string]int64) ([]Notification, error) {
+	// One INSERT per event and set of actions, the users as a VALUES
+	// list: modernc.org/sqlite re-parses a statement's SQL on every
+	// Exec, and a message in a 50-member room was 49 rows, so one
+	// statement per row was half the server's CPU under load. Only the
+	// users are per-row parameters because binding "$N" parameters is
+	// quadratic in their number (docs/performance.md, pprof findings).
+	// RETURNING names the rows actually inserted (not replayed).
+	inserted := make([]Notification, 0, len(ns))
+	for _, g := range groupNotifications(ns) {
+		for chunk := range slices.Chunk(g.ns, notificationsPerInsert) {
+			args := make([]any, 0, 5+len(chunk))
+			args = append(args, roomNIDs[g.RoomID], g.EventNID, storedThread(g.ThreadID), g.highlight, storedActions(g.actions))
+			for _, n := range chunk {
+				args = append(args, n.UserID)
+			}
+			added, err := insertedUsers(ctx, tx, notificationInsertSQL(len(chunk)), args)
+			if err != nil {
+				return nil, fmt.Errorf("store notifications: %w", err)
+			}
+			for _, n := range chunk {
+				if added[n.UserID] {
+					delete(added, n.UserID) // a duplicate in ns was not inserted twice
+					inserted = append(inserted, n)
+				}
+			}
+		}
+	}
+	return inserted, nil
+}
+
+// insertedUsers runs an INSERT … RETURNING user_id and collects the users.
+func insertedUsers(ctx context.Context, tx *sql.Tx, query string, args []any) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	added := map[string]bool{}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		added[u] = true
+	}
+	return added, rows.Err()
+}
+
+// roomNIDsOf maps rooms to their room_nid (rows are keyed by
 // it, not by the room ID text). A batch is mostly one or a few rooms.
-func roomNIDsOf(ctx context.Context, tx *sql.Tx, ns []Notification) (map[string]int64, error) {
+func roomNIDsOf(ctx context.Context, tx *sql.Tx, roomIDs []string) (map[string]int64, error) {
 	out := map[string]int64{}
-	for _, n := range ns {
-		if _, ok := out[n.RoomID]; ok {
+	for _, roomID := range roomIDs {
+		if _, ok := out[roomID]; ok {
 			continue
 		}
 		var nid int64
-		err := tx.QueryRowContext(ctx, `SELECT room_nid FROM rooms WHERE room_id = $1`, n.RoomID).Scan(&nid)
+		err := tx.QueryRowContext(ctx, `SELECT room_nid FROM rooms WHERE room_id = $1`, roomID).Scan(&nid)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("store notifications: room %s is not stored", n.RoomID)
+			return nil, fmt.Errorf("store notifications: room %s is not stored", roomID)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("store notifications: read room: %w", err)
 		}
-		out[n.RoomID] = nid
+		out[roomID] = nid
 	}
 	return out, nil
 }
@@ -308,8 +339,13 @@ func notificationInsertSQL(n int) string {
 // (in the room whose room ID is r.room_id): the furthest m.read or
 // m.read.private receipt that is unthreaded or in n's thread ("Marking
 // notifications as read").
-const readUpToSQL = `COALESCE((SELECT MAX(rc.event_pos) FROM receipts rc WHERE rc.room_id = r.room_id AND rc.user_id = n.user_id
+var readUpToSQL = readUpTo("n.user_id")
+
+// readUpTo is readUpToSQL for the user userExpr.
+func readUpTo(userExpr string) string {
+	return `COALESCE((SELECT MAX(rc.event_pos) FROM receipts rc WHERE rc.room_id = r.room_id AND rc.user_id = ` + userExpr + `
 	AND rc.receipt_type IN ('m.read', 'm.read.private') AND (rc.thread_id = '' OR rc.thread_id = ` + threadSQL + `)), 0)`
+}
 
 // UnreadCount is one room's (thread's) unread notification count.
 type UnreadCount struct {
@@ -324,10 +360,21 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 		return nil, nil
 	}
 	args := append([]any{userID}, stringArgs(roomIDs)...)
-	rows, err := p.db.R.QueryContext(ctx, `SELECT r.room_id, `+threadSQL+`, COUNT(*), SUM(n.highlight)
+	// Explicit rows, plus the shared rows inside the user's join spans
+	// (never highlights), summed per room and thread.
+	inRooms := `r.room_id IN (` + placeholders(2, len(roomIDs)) + `)`
+	rows, err := p.db.R.QueryContext(ctx, `SELECT c.room_id, c.thread, SUM(c.n), SUM(c.h) FROM (
+		SELECT r.room_id AS room_id, `+threadSQL+` AS thread, COUNT(*) AS n, SUM(n.highlight) AS h
 		FROM rooms r JOIN push_notifications n ON n.user_id = $1 AND n.room_nid = r.room_nid
-		WHERE r.room_id IN (`+placeholders(2, len(roomIDs))+`) AND n.event_nid > `+readUpToSQL+`
-		GROUP BY r.room_id, `+threadSQL, args...)
+		WHERE `+inRooms+` AND n.event_nid > `+readUpToSQL+`
+		GROUP BY r.room_id, `+threadSQL+`
+		UNION ALL
+		SELECT r.room_id AS room_id, `+threadSQL+` AS thread, COUNT(*) AS n, 0 AS h
+		FROM rooms r JOIN push_member_spans sp ON sp.user_id = $1 AND sp.room_nid = r.room_nid
+		JOIN push_shared n ON `+sharedForUserSQL("$1")+`
+		WHERE `+inRooms+` AND n.event_nid > `+readUpTo("$1")+`
+		GROUP BY r.room_id, `+threadSQL+`
+	) c GROUP BY c.room_id, c.thread`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read unread counts: %w", err)
 	}
@@ -367,6 +414,11 @@ func (p *Push) Notifications(ctx context.Context, userID string, before int64, l
 		args = append(args, before)
 		filter += fmt.Sprintf(` AND p.event_nid < $%d`, len(args))
 	}
+	// Shared rows (never highlights) are read the same way with the
+	// user's join spans in the place of rooms: each span's newest limit
+	// rows bound the page (scut), then the spans' rows at or after it.
+	// The page merges the two kinds' newest limit rows.
+	sfilter := strings.ReplaceAll(filter, "p.event_nid", "n.event_nid")
 	page := `SELECT p.user_id, p.room_nid, p.event_nid, p.thread_id, p.highlight, p.actions FROM push_notifications p
 		WHERE p.user_id = $1` + filter + ` AND p.highlight = 1 ORDER BY p.event_nid DESC LIMIT ` + strconv.Itoa(limit)
 	if !onlyHighlight {
@@ -377,11 +429,21 @@ func (p *Push) Notifications(ctx context.Context, userID string, before int64, l
 		), cut(c) AS (
 			SELECT COALESCE(MAX((SELECT p.event_nid FROM push_notifications p WHERE p.user_id = $1 AND p.room_nid = rs.room_nid` + filter + `
 				ORDER BY p.event_nid DESC LIMIT 1 OFFSET ` + strconv.Itoa(limit-1) + `)), 0) FROM rs WHERE rs.room_nid IS NOT NULL
+		), scut(c) AS (
+			SELECT COALESCE(MAX((SELECT n.event_nid FROM push_shared n WHERE ` + sharedForUserSQL("$1") + sfilter + `
+				ORDER BY n.event_nid DESC LIMIT 1 OFFSET ` + strconv.Itoa(limit-1) + `)), 0) FROM push_member_spans sp WHERE sp.user_id = $1
+		), ep AS (
+			SELECT p.user_id, p.room_nid, p.event_nid, p.thread_id, p.highlight, p.actions
+			FROM rs CROSS JOIN push_notifications p
+			WHERE p.user_id = $1 AND p.room_nid = rs.room_nid AND p.event_nid >= (SELECT c FROM cut)` + filter + `
+			ORDER BY p.event_nid DESC LIMIT ` + strconv.Itoa(limit) + `
+		), sh AS (
+			SELECT CAST($1 AS TEXT) AS user_id, n.room_nid, n.event_nid, n.thread_id, 0 AS highlight, CAST(NULL AS TEXT) AS actions
+			FROM push_member_spans sp CROSS JOIN push_shared n
+			WHERE sp.user_id = $1 AND ` + sharedForUserSQL("$1") + ` AND n.event_nid >= (SELECT c FROM scut)` + sfilter + `
+			ORDER BY n.event_nid DESC LIMIT ` + strconv.Itoa(limit) + `
 		)
-		SELECT p.user_id, p.room_nid, p.event_nid, p.thread_id, p.highlight, p.actions
-		FROM rs CROSS JOIN push_notifications p
-		WHERE p.user_id = $1 AND p.room_nid = rs.room_nid AND p.event_nid >= (SELECT c FROM cut)` + filter + `
-		ORDER BY p.event_nid DESC LIMIT ` + strconv.Itoa(limit)
+		SELECT * FROM (SELECT * FROM ep UNION ALL SELECT * FROM sh) m ORDER BY m.event_nid DESC LIMIT ` + strconv.Itoa(limit)
 	}
 	q := `SELECT n.event_nid, r.room_id, ` + threadSQL + `, n.highlight, ` + actionsSQL + `, COALESCE(e.origin_ts, 0), ` + readUpToSQL + `
 		FROM (` + page + `) n JOIN rooms r ON r.room_nid = n.room_nid LEFT JOIN events e ON e.event_nid = n.event_nid

@@ -135,14 +135,9 @@ func TestCompactNotificationsMigration(t *testing.T) {
 			if err := db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_queue`).Scan(&queued); err != nil || queued != 0 {
 				t.Fatalf("queue after removing its pusher: %d %v", queued, err)
 			}
-			// ... and a delivery needs its notification (the foreign key
-			// follows the renamed table).
-			if err := p.SetPusher(ctx, storage.Pusher{UserID: "@a:hs", AppID: "app", PushKey: "k", Kind: "http", Data: []byte(`{}`), CreatedTS: 5}, true); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.W.ExecContext(ctx, `INSERT INTO push_queue (app_id, pushkey, user_id, room_nid, event_nid, enqueued_ts) VALUES ('app', 'k', '@a:hs', 7, 99, 1)`); err == nil {
-				t.Fatal("a delivery of no notification was queued")
-			}
+			// (0033's foreign key from a delivery to its notification row
+			// is gone since 0034: a shared notification has no such row.
+			// TestSharedNotificationsMigration covers the rebuilt queue.)
 			// A replayed batch of an upgraded row is not counted twice.
 			if err := p.StoreNotifications(ctx, "notifications", 3, []storage.Notification{{UserID: "@b:hs", EventNID: 3, RoomID: "!r:hs", ThreadID: "main", Actions: []byte(`["notify"]`)}}); err != nil {
 				t.Fatal(err)

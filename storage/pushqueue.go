@@ -8,8 +8,8 @@ import (
 )
 
 // PushQueue is the durable push delivery queue: one row per notification
-// and HTTP pusher of its user, written with the notification
-// (StoreNotifications) and deleted when its outcome is recorded.
+// (explicit or shared) and HTTP pusher of its user, written with the
+// notification (StoreBatch) and deleted when its outcome is recorded.
 type PushQueue struct{ db *DB }
 
 // NewPushQueue returns the push queue storage on db.
@@ -119,10 +119,12 @@ func (q *PushQueue) Next(ctx context.Context, k PusherKey) (QueuedPush, error) {
 	p := QueuedPush{PusherKey: k}
 	var data, acts string
 	var hl int
-	err := q.db.R.QueryRowContext(ctx, `SELECT q.event_nid, q.enqueued_ts, q.attempts, p.kind, p.data, p.created_ts, r.room_id, n.highlight, `+actionsSQL+`
+	// A delivery of a shared notification (push_shared) has no
+	// push_notifications row: it is a plain ["notify"] without highlight.
+	err := q.db.R.QueryRowContext(ctx, `SELECT q.event_nid, q.enqueued_ts, q.attempts, p.kind, p.data, p.created_ts, r.room_id, COALESCE(n.highlight, 0), `+actionsSQL+`
 		FROM push_queue q
 		JOIN pushers p ON p.app_id = q.app_id AND p.pushkey = q.pushkey AND p.user_id = q.user_id
-		JOIN push_notifications n ON n.user_id = q.user_id AND n.room_nid = q.room_nid AND n.event_nid = q.event_nid
+		LEFT JOIN push_notifications n ON n.user_id = q.user_id AND n.room_nid = q.room_nid AND n.event_nid = q.event_nid
 		JOIN rooms r ON r.room_nid = q.room_nid
 		WHERE q.app_id = $1 AND q.pushkey = $2 AND q.user_id = $3
 		ORDER BY q.event_nid LIMIT 1`, k.AppID, k.PushKey, k.UserID).
@@ -192,10 +194,15 @@ func (q *PushQueue) RemovePusher(ctx context.Context, k PusherKey) error {
 // they are joined to or invited to (the push gateway's counts.unread).
 func (q *PushQueue) UnreadTotal(ctx context.Context, userID string) (int64, error) {
 	var n int64
-	err := q.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_notifications n
+	// Explicit rows plus the shared rows inside the user's join spans.
+	err := q.db.R.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM push_notifications n
 		JOIN rooms r ON r.room_nid = n.room_nid
 		JOIN room_members m ON m.room_nid = n.room_nid AND m.user_id = n.user_id AND m.membership IN ('join', 'invite')
-		WHERE n.user_id = $1 AND n.event_nid > `+readUpToSQL, userID).Scan(&n)
+		WHERE n.user_id = $1 AND n.event_nid > `+readUpToSQL+`) + (SELECT COUNT(*) FROM push_member_spans sp
+		JOIN rooms r ON r.room_nid = sp.room_nid
+		JOIN room_members m ON m.room_nid = sp.room_nid AND m.user_id = sp.user_id AND m.membership IN ('join', 'invite')
+		JOIN push_shared n ON `+sharedForUserSQL("sp.user_id")+`
+		WHERE sp.user_id = $1 AND n.event_nid > `+readUpTo("sp.user_id")+`)`, userID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("read unread total: %w", err)
 	}
