@@ -148,3 +148,107 @@ func TestCompactNotificationsMigration(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedNotificationsMigration upgrades a database of the 0033 layout
+// with 0034: rows stored before still count and queue, joined local users
+// get their open join span (remote and departed users none), and a shared
+// row stored after counts for the backfilled member.
+func TestSharedNotificationsMigration(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			var db *storage.DB
+			var err error
+			dir := engine + "/migrations"
+			if engine == "sqlite" {
+				db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
+			} else {
+				db, err = postgres.Open(pgtest.DSN(t), 4)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			if err := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, dir, 33)).Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			exec := func(query string, args ...any) {
+				t.Helper()
+				if _, err := db.W.ExecContext(ctx, query, args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			exec(`INSERT INTO users (localpart, created_ts) VALUES ('a', 0), ('c', 0)`)
+			exec(`INSERT INTO rooms (room_nid, room_id, room_version, creator, created_ts, state_group, depth, last_event_nid) VALUES
+				(7, '!r:hs', '12', '@c:hs', 0, 0, 0, 0), (8, '!gone:hs', '12', '@c:hs', 0, 0, 0, 0)`)
+			exec(`INSERT INTO room_members (room_nid, user_id, membership, event_nid) VALUES
+				(7, '@a:hs', 'join', 1), (7, '@b:remote', 'join', 2), (8, '@a:hs', 'leave', 4), (7, '@c:hs', 'invite', 3)`)
+			exec(`INSERT INTO push_notifications (user_id, room_nid, event_nid, thread_id, highlight, actions) VALUES
+				('@a:hs', 7, 2, NULL, 0, NULL), ('@a:hs', 7, 3, NULL, 1, '["notify",{"set_tweak":"highlight"}]')`)
+			exec(`INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, created_ts)
+				VALUES ('@a:hs', 'app', 'k', 'http', '', '', '', 'en', '{}', 5)`)
+			exec(`INSERT INTO push_queue (app_id, pushkey, user_id, room_nid, event_nid, enqueued_ts, attempts) VALUES ('app', 'k', '@a:hs', 7, 3, 99, 2)`)
+
+			if err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := db.R.QueryContext(ctx, `SELECT user_id, room_nid, from_nid, COALESCE(to_nid, 0) FROM push_member_spans ORDER BY user_id, room_nid`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spans []string
+			for rows.Next() {
+				var u string
+				var room, from, to int64
+				if err := rows.Scan(&u, &room, &from, &to); err != nil {
+					t.Fatal(err)
+				}
+				spans = append(spans, fmt.Sprintf("%s %d [%d,%d)", u, room, from, to))
+			}
+			rows.Close()
+			if fmt.Sprint(spans) != "[@a:hs 7 [1,0)]" {
+				t.Fatalf("backfilled spans %v", spans)
+			}
+			p, q := storage.NewPush(db), storage.NewPushQueue(db)
+			counts := func(u string) string {
+				t.Helper()
+				cs, err := p.UnreadCounts(ctx, u, []string{"!r:hs"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []string
+				for _, c := range cs {
+					out = append(out, fmt.Sprintf("%s/%s=%d/%d", c.RoomID, c.ThreadID, c.Notifications, c.Highlight))
+				}
+				return fmt.Sprint(out)
+			}
+			if got := counts("@a:hs"); got != "[!r:hs/main=2/1]" {
+				t.Fatalf("counts after upgrade %s", got)
+			}
+			if err := p.StoreBatch(ctx, "notifications", 5, storage.NotificationBatch{Shared: []storage.SharedNotification{
+				{RoomID: "!r:hs", EventNID: 5, ThreadID: "main", Sender: "@c:hs", Notified: []string{"@a:hs"}},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := counts("@a:hs"); got != "[!r:hs/main=3/1]" {
+				t.Fatalf("counts with a shared row %s", got)
+			}
+			k := storage.PusherKey{UserID: "@a:hs", AppID: "app", PushKey: "k"}
+			next, err := q.Next(ctx, k)
+			if err != nil || next.EventNID != 3 || next.Attempts != 2 || !next.Highlight {
+				t.Fatalf("queued push after upgrade %+v %v", next, err)
+			}
+			var queued int
+			if err := db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_queue`).Scan(&queued); err != nil || queued != 2 {
+				t.Fatalf("queue with a shared delivery: %d %v", queued, err)
+			}
+			// A pusher's deliveries (old and shared ones) still go with it.
+			if err := q.RemovePusher(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_queue`).Scan(&queued); err != nil || queued != 0 {
+				t.Fatalf("queue after removing its pusher: %d %v", queued, err)
+			}
+		})
+	}
+}
