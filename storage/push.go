@@ -360,21 +360,7 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 		return nil, nil
 	}
 	args := append([]any{userID}, stringArgs(roomIDs)...)
-	// Explicit rows, plus the shared rows inside the user's join spans
-	// (never highlights), summed per room and thread.
-	inRooms := `r.room_id IN (` + placeholders(2, len(roomIDs)) + `)`
-	rows, err := p.db.R.QueryContext(ctx, `SELECT c.room_id, c.thread, SUM(c.n), SUM(c.h) FROM (
-		SELECT r.room_id AS room_id, `+threadSQL+` AS thread, COUNT(*) AS n, SUM(n.highlight) AS h
-		FROM rooms r JOIN push_notifications n ON n.user_id = $1 AND n.room_nid = r.room_nid
-		WHERE `+inRooms+` AND n.event_nid > `+readUpToSQL+`
-		GROUP BY r.room_id, `+threadSQL+`
-		UNION ALL
-		SELECT r.room_id AS room_id, `+threadSQL+` AS thread, COUNT(*) AS n, 0 AS h
-		FROM rooms r JOIN push_member_spans sp ON sp.user_id = $1 AND sp.room_nid = r.room_nid
-		JOIN push_shared n ON `+sharedForUserSQL("$1")+`
-		WHERE `+inRooms+` AND n.event_nid > `+readUpTo("$1")+`
-		GROUP BY r.room_id, `+threadSQL+`
-	) c GROUP BY c.room_id, c.thread`, args...)
+	rows, err := p.db.R.QueryContext(ctx, unreadCountsSQL(len(roomIDs)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read unread counts: %w", err)
 	}
@@ -388,6 +374,25 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// unreadCountsSQL counts the unread notifications of user $1 in the n
+// rooms $2…: explicit rows, plus the shared rows inside the user's join
+// spans (never highlights), summed per room and thread.
+func unreadCountsSQL(n int) string {
+	inRooms := `r.room_id IN (` + placeholders(2, n) + `)`
+	return `SELECT c.room_id, c.thread, SUM(c.n), SUM(c.h) FROM (
+		SELECT r.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, SUM(n.highlight) AS h
+		FROM rooms r JOIN push_notifications n ON n.user_id = $1 AND n.room_nid = r.room_nid
+		WHERE ` + inRooms + ` AND n.event_nid > ` + readUpToSQL + `
+		GROUP BY r.room_id, ` + threadSQL + `
+		UNION ALL
+		SELECT r.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, 0 AS h
+		FROM rooms r JOIN push_member_spans sp ON sp.user_id = $1 AND sp.room_nid = r.room_nid
+		JOIN push_shared n ON ` + sharedForUserSQL("$1") + `
+		WHERE ` + inRooms + ` AND n.event_nid > ` + readUpTo("$1") + `
+		GROUP BY r.room_id, ` + threadSQL + `
+	) c GROUP BY c.room_id, c.thread`
 }
 
 // Notifications lists userID's notifications newest first, those before
