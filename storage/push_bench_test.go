@@ -95,5 +95,25 @@ func benchmarkNotificationsList(b *testing.B, rooms, rows int, queries []string)
 				}
 			}
 		})
+		// The usual case: each room read up to its newest 5 rows.
+		for i, r := range roomIDs {
+			if _, err := db.W.ExecContext(ctx, `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+				VALUES ($1, 'm.read', '@a:hs', '', 'x', $2, 0, $3)`, r, int64(rows-5*rooms+i), int64(i+1)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if db.Engine == storage.Postgres {
+			if _, err := db.W.ExecContext(ctx, `ANALYZE`); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("unread_counts_200_rooms_mostly_read", func(b *testing.B) {
+			for b.Loop() {
+				cs, err := p.UnreadCounts(ctx, "@a:hs", roomIDs)
+				if err != nil || len(cs) != rooms {
+					b.Fatalf("%d counts, %v", len(cs), err)
+				}
+			}
+		})
 	})
 }
