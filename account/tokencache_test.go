@@ -3,11 +3,14 @@ package account
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"myelin/config"
 	"myelin/internal/apierr"
@@ -429,5 +432,50 @@ func BenchmarkAuthenticate(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+func TestTokenCacheMetrics(t *testing.T) {
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "a.db"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := New(testConfig(), db, WithMetrics(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, "m", "long enough pw", false); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := s.Login(ctx, LoginRequest{Type: LoginTypePassword, User: "m", Password: "long enough pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Authenticate(ctx, ls.AccessToken, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		got[f.GetName()] = f.GetMetric()[0].GetCounter().GetValue()
+	}
+	want := map[string]float64{"myelin_access_token_cache_hits_total": 2, "myelin_access_token_cache_misses_total": 1}
+	if !maps.Equal(got, want) {
+		t.Fatalf("metrics = %v, want %v", got, want)
+	}
+	// A second service on the same registry is refused, not silently shared.
+	if _, err := New(testConfig(), db, WithMetrics(reg)); err == nil {
+		t.Fatal("duplicate registration accepted")
 	}
 }
