@@ -413,11 +413,37 @@ func (p *Push) Notifications(ctx context.Context, userID string, before int64, l
 	// rows instead. The CROSS JOIN keeps SQLite's planner on rs first
 	// (one seek per room); PostgreSQL plans it as an inner join. Only the
 	// page's rows are joined to their room, event and receipts.
-	filter := ``
 	args := []any{userID}
 	if before > 0 {
 		args = append(args, before)
-		filter += fmt.Sprintf(` AND p.event_nid < $%d`, len(args))
+	}
+	q := notificationsSQL(before > 0, limit, onlyHighlight)
+	rows, err := p.db.R.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		n := Notification{UserID: userID}
+		var hl int
+		var acts string
+		var readPos int64
+		if err := rows.Scan(&n.EventNID, &n.RoomID, &n.ThreadID, &hl, &acts, &n.TS, &readPos); err != nil {
+			return nil, fmt.Errorf("read notifications: %w", err)
+		}
+		n.Highlight, n.Actions, n.Read = hl == 1, []byte(acts), n.EventNID <= readPos
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// notificationsSQL is Notifications' query: $1 the user, $2 before (with
+// hasBefore).
+func notificationsSQL(hasBefore bool, limit int, onlyHighlight bool) string {
+	filter := ``
+	if hasBefore {
+		filter = ` AND p.event_nid < $2`
 	}
 	// Shared rows (never highlights) are read the same way with the
 	// user's join spans in the place of rooms: each span's newest limit
@@ -450,27 +476,9 @@ func (p *Push) Notifications(ctx context.Context, userID string, before int64, l
 		)
 		SELECT * FROM (SELECT * FROM ep UNION ALL SELECT * FROM sh) m ORDER BY m.event_nid DESC LIMIT ` + strconv.Itoa(limit)
 	}
-	q := `SELECT n.event_nid, r.room_id, ` + threadSQL + `, n.highlight, ` + actionsSQL + `, COALESCE(e.origin_ts, 0), ` + readUpToSQL + `
+	return `SELECT n.event_nid, r.room_id, ` + threadSQL + `, n.highlight, ` + actionsSQL + `, COALESCE(e.origin_ts, 0), ` + readUpToSQL + `
 		FROM (` + page + `) n JOIN rooms r ON r.room_nid = n.room_nid LEFT JOIN events e ON e.event_nid = n.event_nid
 		ORDER BY n.event_nid DESC`
-	rows, err := p.db.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read notifications: %w", err)
-	}
-	defer rows.Close()
-	var out []Notification
-	for rows.Next() {
-		n := Notification{UserID: userID}
-		var hl int
-		var acts string
-		var readPos int64
-		if err := rows.Scan(&n.EventNID, &n.RoomID, &n.ThreadID, &hl, &acts, &n.TS, &readPos); err != nil {
-			return nil, fmt.Errorf("read notifications: %w", err)
-		}
-		n.Highlight, n.Actions, n.Read = hl == 1, []byte(acts), n.EventNID <= readPos
-		out = append(out, n)
-	}
-	return out, rows.Err()
 }
 
 // Pusher is one registered pusher.

@@ -192,11 +192,16 @@ func skipInsertSQL(n int) string {
 	return b.String()
 }
 
+// openSpanEnd is the end of a span still open (to_nid NULL): the largest
+// BIGINT. Written as a bound (not "to_nid IS NULL OR …") so the span is
+// one index range of push_shared, read backwards for the newest rows.
+const openSpanEnd = `9223372036854775807`
+
 // sharedForUserSQL matches the shared rows n that notified the user
 // userExpr through the span sp: inside the span, not sent by the user,
 // not skipped for them.
 func sharedForUserSQL(userExpr string) string {
-	return `n.room_nid = sp.room_nid AND n.event_nid >= sp.from_nid AND (sp.to_nid IS NULL OR n.event_nid < sp.to_nid)
+	return `n.room_nid = sp.room_nid AND n.event_nid >= sp.from_nid AND n.event_nid < COALESCE(sp.to_nid, ` + openSpanEnd + `)
 		AND n.sender <> ` + userExpr + `
 		AND NOT EXISTS (SELECT 1 FROM push_skips k WHERE k.user_id = ` + userExpr + ` AND k.room_nid = n.room_nid AND k.event_nid = n.event_nid)`
 }
