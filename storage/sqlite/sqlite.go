@@ -1,5 +1,14 @@
 // Package sqlite opens the embedded default database (modernc.org/sqlite,
 // pure Go) and owns its migrations. SQLite-specific settings live here only.
+//
+// Every connection goes through a thin driver wrapper that rewrites $1…$n
+// to positional "?" parameters (positional.go) and keeps the connection's
+// 128 most recently used single statements prepared (stmtcache.go):
+// modernc.org/sqlite otherwise parses and plans the SQL again on every
+// Exec and Query, which was about 20% of the server's CPU on the send path.
+// A statement whose Rows are still open is busy, and the same SQL meanwhile
+// runs on a one-off statement; scripts are never cached; errors are the
+// driver's own, unchanged.
 package sqlite
 
 import (
