@@ -63,24 +63,57 @@ func (s *Service) toEvent(ctx context.Context, se storage.StoredEvent) (*Event, 
 	if err != nil {
 		return nil, err
 	}
-	res := gjson.GetManyBytes(se.JSON, "content", "origin_server_ts", "redacts", "content.redacts")
-	content := json.RawMessage(res[0].Raw)
-	if !res[0].IsObject() {
+	f := pduFields(se.JSON, se.Type == "m.room.redaction")
+	content := json.RawMessage(f.content.Raw)
+	if !f.content.IsObject() {
 		content = json.RawMessage(`{}`)
 	}
 	e := &Event{
 		EventID: se.EventID, RoomID: roomID, Type: se.Type, StateKey: se.StateKey, Sender: se.Sender,
-		Content: content, OriginServerTS: res[1].Int(), Position: se.NID, Depth: se.Depth,
+		Content: content, OriginServerTS: f.ts.Int(), Position: se.NID, Depth: se.Depth,
 		RedactedBy: se.RedactedByNID, Replaces: se.ReplacesNID, JSON: se.JSON,
 		roomNID: se.RoomNID, stateGroup: se.StateGroup,
 	}
 	if se.Type == "m.room.redaction" {
-		e.Redacts = res[2].Str
+		e.Redacts = f.redacts.Str
 		if e.Redacts == "" {
-			e.Redacts = res[3].Str
+			e.Redacts = f.content.Get("redacts").Str
 		}
 	}
 	return e, nil
+}
+
+// pduTop is what toEvent reads from a PDU's top level.
+type pduTop struct {
+	content, ts, redacts gjson.Result
+}
+
+// pduFields reads content, origin_server_ts and (when asked) redacts in
+// one pass over the PDU's top level, stopping as soon as it has them.
+// Every event a sync or a page returns goes through here: one gjson.Get per
+// key rescans the PDU from its start, and looking for redacts, which only
+// redactions have, scanned every other event to its end.
+func pduFields(pdu []byte, wantRedacts bool) pduTop {
+	var f pduTop
+	var haveContent, haveTS, haveRedacts bool
+	gjson.ParseBytes(pdu).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "content":
+			if !haveContent {
+				f.content, haveContent = v, true
+			}
+		case "origin_server_ts":
+			if !haveTS {
+				f.ts, haveTS = v, true
+			}
+		case "redacts":
+			if !haveRedacts {
+				f.redacts, haveRedacts = v, true
+			}
+		}
+		return !(haveContent && haveTS && (haveRedacts || !wantRedacts))
+	})
+	return f
 }
 
 func (s *Service) toEvents(ctx context.Context, stored []storage.StoredEvent) ([]*Event, error) {
