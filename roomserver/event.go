@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -64,9 +66,9 @@ func (s *Service) toEvent(ctx context.Context, se storage.StoredEvent) (*Event, 
 		return nil, err
 	}
 	f := pduFields(se.JSON, se.Type == "m.room.redaction")
-	content := json.RawMessage(f.content.Raw)
-	if !f.content.IsObject() {
-		content = json.RawMessage(`{}`)
+	content := json.RawMessage(`{}`)
+	if f.content.IsObject() {
+		content = subslice(se.JSON, f.content)
 	}
 	e := &Event{
 		EventID: se.EventID, RoomID: roomID, Type: se.Type, StateKey: se.StateKey, Sender: se.Sender,
@@ -75,12 +77,23 @@ func (s *Service) toEvent(ctx context.Context, se storage.StoredEvent) (*Event, 
 		roomNID: se.RoomNID, stateGroup: se.StateGroup,
 	}
 	if se.Type == "m.room.redaction" {
-		e.Redacts = f.redacts.Str
+		// Clone: the strings gjson returns share the PDU's memory.
+		e.Redacts = strings.Clone(f.redacts.Str)
 		if e.Redacts == "" {
-			e.Redacts = f.content.Get("redacts").Str
+			e.Redacts = strings.Clone(f.content.Get("redacts").Str)
 		}
 	}
 	return e, nil
+}
+
+// subslice returns r's bytes as a slice of pdu, the JSON r was parsed
+// from, capped so an append cannot write into the rest of the PDU; a copy
+// when r carries no usable position.
+func subslice(pdu []byte, r gjson.Result) json.RawMessage {
+	if i, j := r.Index, r.Index+len(r.Raw); r.Index > 0 && j <= len(pdu) && string(pdu[i:j]) == r.Raw {
+		return pdu[i:j:j]
+	}
+	return json.RawMessage(r.Raw)
 }
 
 // pduTop is what toEvent reads from a PDU's top level.
@@ -93,10 +106,18 @@ type pduTop struct {
 // Every event a sync or a page returns goes through here: one gjson.Get per
 // key rescans the PDU from its start, and looking for redacts, which only
 // redactions have, scanned every other event to its end.
+//
+// The PDU is parsed in place (gjson.ParseBytes would copy it first): the
+// results share its memory, so callers copy what they keep or, like
+// subslice, keep a capped slice of the PDU itself, which is never
+// modified once read.
 func pduFields(pdu []byte, wantRedacts bool) pduTop {
 	var f pduTop
+	if len(pdu) == 0 {
+		return f
+	}
 	var haveContent, haveTS, haveRedacts bool
-	gjson.ParseBytes(pdu).ForEach(func(k, v gjson.Result) bool {
+	gjson.Parse(unsafe.String(&pdu[0], len(pdu))).ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "content":
 			if !haveContent {

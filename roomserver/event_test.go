@@ -30,3 +30,19 @@ func TestPDUFields(t *testing.T) {
 		})
 	}
 }
+
+func TestSubslice(t *testing.T) {
+	pdu := []byte(`{"content":{"body":"hi"},"origin_server_ts":1}`)
+	f := pduFields(pdu, false)
+	got := subslice(pdu, f.content)
+	if string(got) != `{"body":"hi"}` {
+		t.Fatalf("content %s", got)
+	}
+	if cap(got) != len(got) {
+		t.Fatalf("cap %d > len %d: an append could overwrite the PDU", cap(got), len(got))
+	}
+	_ = append(got, 'x')
+	if string(pdu) != `{"content":{"body":"hi"},"origin_server_ts":1}` {
+		t.Fatalf("PDU changed: %s", pdu)
+	}
+}

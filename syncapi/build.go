@@ -35,6 +35,24 @@ type builder struct {
 	limit    int
 	lazy     bool
 	noRedund bool // skip redundant members
+
+	pre prefetched // written only by the fetch goroutine until it ends
+}
+
+// prefetched holds the reads of the sections that do not depend on the
+// rooms' timelines and states; one goroutine makes them while the room
+// steps run, so a sync's latency is the longer of the two paths instead
+// of their sum.
+type prefetched struct {
+	receipts          []storage.Receipt
+	accountData       []storage.AccountData
+	globalAccountData []json.RawMessage
+	presence          []storage.Presence
+	toDevice          []json.RawMessage
+	toDeviceNext      int64
+	changed, left     []string
+	oneTimeKeys       map[string]int
+	fallbackTypes     []string
 }
 
 // sincePos returns the since position of a stream (0 for initial syncs).
@@ -72,17 +90,37 @@ func (s *Service) build(ctx context.Context, req Request, filter *Filter, since 
 	if b.ignored, err = s.ignoredUsers(ctx, req.UserID); err != nil {
 		return nil, err
 	}
-	steps := []func(context.Context) error{
-		b.plan, b.timelines, b.summaries, b.states, b.render, b.strippedRooms,
-		b.ephemeral, b.accountData, b.presence, b.providers,
+	if err := b.plan(ctx); err != nil {
+		return nil, err
 	}
-	for _, step := range steps {
-		if err := step(ctx); err != nil {
-			return nil, err
-		}
+	// The fetch goroutine reads only what plan decided (the joined rooms)
+	// and writes only b.pre; the room steps do not touch b.pre. Both end
+	// before the sections are put together.
+	fetched := make(chan error, 1)
+	go func() {
+		fetched <- runSteps(ctx, b.fetchReceipts, b.fetchAccountData, b.fetchPresence, b.fetchProviders)
+	}()
+	err = runSteps(ctx, b.timelines, b.summaries, b.states, b.render, b.strippedRooms)
+	if ferr := <-fetched; err == nil {
+		err = ferr
+	}
+	if err == nil {
+		err = runSteps(ctx, b.ephemeral, b.accountData, b.presence, b.providers)
+	}
+	if err != nil {
+		return nil, err
 	}
 	b.dropEmptyRooms()
 	return b.resp, nil
+}
+
+func runSteps(ctx context.Context, steps ...func(context.Context) error) error {
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // roomResult is one joined or left room's part of the response.
