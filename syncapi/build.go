@@ -220,7 +220,53 @@ func (b *builder) toEvents(ctx context.Context, rows []storage.StoredEvent) erro
 		b.events[e.Position] = e
 		b.stored[e.Position] = fresh[i]
 	}
+	b.s.events.put(fresh, evs)
 	return nil
+}
+
+// latestRows returns the newest limit rows of every window, newest first
+// within each room, as LatestEvents does, with each event in b.events.
+// It reads the windows' event references and takes current events from
+// the event cache, reading only the others; when most are missing (a
+// cold cache) it reads the windows whole instead, one query.
+func (b *builder) latestRows(ctx context.Context, windows []storage.EventWindow, limit int) ([]storage.StoredEvent, error) {
+	refs, err := b.s.store.LatestEventRefs(ctx, windows, limit)
+	if err != nil {
+		return nil, err
+	}
+	var missing []int64
+	for _, ref := range refs {
+		if c, ok := b.s.events.get(ref); ok {
+			b.events[ref.NID], b.stored[ref.NID] = c.ev, c.row
+		} else {
+			missing = append(missing, ref.NID)
+		}
+	}
+	if 2*len(missing) > len(refs) {
+		rows, err := b.s.store.LatestEvents(ctx, windows, limit)
+		if err != nil {
+			return nil, err
+		}
+		return rows, b.toEvents(ctx, rows)
+	}
+	if len(missing) > 0 {
+		rows, err := b.s.store.EventsByNID(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.toEvents(ctx, rows); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]storage.StoredEvent, 0, len(refs))
+	for _, ref := range refs {
+		// A row read after the references may carry a newer redaction;
+		// b.stored has whichever copy was read last, which is current.
+		if row, ok := b.stored[ref.NID]; ok {
+			out = append(out, row)
+		}
+	}
+	return out, nil
 }
 
 // maxScanPages bounds how far back one room's timeline looks for events
@@ -238,11 +284,8 @@ func (b *builder) timelines(ctx context.Context) error {
 	for i, r := range b.results {
 		windows[i] = r.window
 	}
-	rows, err := b.s.store.LatestEvents(ctx, windows, b.limit+1)
+	rows, err := b.latestRows(ctx, windows, b.limit+1)
 	if err != nil {
-		return err
-	}
-	if err := b.toEvents(ctx, rows); err != nil {
 		return err
 	}
 	perRoom := map[int64][]storage.StoredEvent{}
