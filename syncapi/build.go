@@ -98,7 +98,7 @@ func (s *Service) build(ctx context.Context, req Request, filter *Filter, since 
 	// before the sections are put together.
 	fetched := make(chan error, 1)
 	go func() {
-		fetched <- runSteps(ctx, b.fetchReceipts, b.fetchAccountData, b.fetchPresence, b.fetchProviders)
+		fetched <- runSteps(ctx, b.fetchReceipts, b.fetchAccountData, b.fetchPresence, b.fetchProviders, b.waitCounts)
 	}()
 	err = runSteps(ctx, b.timelines, b.summaries, b.states, b.render, b.strippedRooms)
 	if ferr := <-fetched; err == nil {

@@ -463,6 +463,17 @@ func (b *builder) fetchProviders(ctx context.Context) error {
 	return nil
 }
 
+// waitCounts lets the unread counter catch up with this response's
+// position while the room steps run, when the response may carry new
+// events (their counts must be in it).
+func (b *builder) waitCounts(ctx context.Context) error {
+	w, ok := b.s.opts.Unread.(CountWaiter)
+	if ok && (b.since == nil || b.since.Events < b.cur.Events) {
+		w.WaitCounted(ctx, b.cur.Events)
+	}
+	return nil
+}
+
 // providers fills the sections other components own, or their empty
 // values when no provider is configured: what fetchProviders read, and
 // the unread counts of the joined rooms in the response.
