@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"myelin/config"
 	"myelin/internal/apierr"
 	"myelin/internal/ratelimit"
@@ -43,6 +45,10 @@ type Service struct {
 	dummyHash []byte // compared against when a login names no user, so timing leaks nothing
 
 	devicesRemoved func(localpart string) // see WithDevicesRemoved
+
+	tokenCacheSize int         // see WithTokenCache
+	tokens         *tokenCache // nil when disabled
+	metrics        prometheus.Registerer
 }
 
 // Option adjusts a Service at construction.
@@ -51,6 +57,14 @@ type Option func(*Service)
 // WithClock replaces time.Now (tests use it to expire tokens and nonces).
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
+// WithTokenCache sets how many access-token lookups are kept in memory
+// (default 10,000); 0 disables the cache. See tokenCache for why it is
+// exact, and README.md for why it is single-process only.
+func WithTokenCache(entries int) Option { return func(s *Service) { s.tokenCacheSize = entries } }
+
+// WithMetrics registers the token cache's hit and miss counters on reg.
+func WithMetrics(reg prometheus.Registerer) Option { return func(s *Service) { s.metrics = reg } }
+
 // New builds the account service on db. cfg must have passed Verify; it is
 // read, never modified, and must outlive the service.
 func New(cfg *config.Config, db *storage.DB, opts ...Option) (*Service, error) {
@@ -58,13 +72,22 @@ func New(cfg *config.Config, db *storage.DB, opts ...Option) (*Service, error) {
 		return nil, errors.New("account: config and database are required")
 	}
 	s := &Service{
-		cfg:    cfg,
-		store:  storage.NewAccounts(db),
-		now:    time.Now,
-		nonces: map[string]time.Time{},
+		cfg:            cfg,
+		store:          storage.NewAccounts(db),
+		now:            time.Now,
+		nonces:         map[string]time.Time{},
+		tokenCacheSize: defaultTokenCacheSize,
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.tokens = newTokenCache(s.tokenCacheSize); s.tokens != nil {
+		// This Service owns the only storage.Accounts of the process, so
+		// every write that can change a token lookup passes through here.
+		s.store.OnAuthChange(s.tokens.invalidateUser)
+		if err := s.registerMetrics(); err != nil {
+			return nil, err
+		}
 	}
 	rl := cfg.RateLimits
 	s.regLimit = ratelimit.New(rl.Enabled, rl.RegistrationPerIP.PerSecond, rl.RegistrationPerIP.Burst, s.now)
@@ -76,6 +99,25 @@ func New(cfg *config.Config, db *storage.DB, opts ...Option) (*Service, error) {
 	}
 	s.dummyHash = []byte(h)
 	return s, nil
+}
+
+func (s *Service) registerMetrics() error {
+	if s.metrics == nil {
+		return nil
+	}
+	for _, m := range []struct {
+		name, help string
+		n          func() float64
+	}{
+		{"myelin_access_token_cache_hits_total", "Access-token lookups answered from memory.", func() float64 { return float64(s.tokens.hits.Load()) }},
+		{"myelin_access_token_cache_misses_total", "Access-token lookups that went to the database.", func() float64 { return float64(s.tokens.misses.Load()) }},
+	} {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help}, m.n)
+		if err := s.metrics.Register(c); err != nil {
+			return fmt.Errorf("account: register %s: %w", m.name, err)
+		}
+	}
+	return nil
 }
 
 // ServerName is the domain of every local user ID.

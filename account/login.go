@@ -122,7 +122,8 @@ func (s *Service) authenticate(ctx context.Context, token, ip string, allowExpir
 	if token == "" {
 		return nil, apierr.MissingToken()
 	}
-	ti, err := s.store.AccessToken(ctx, hashToken(token))
+	hash := hashToken(token)
+	ti, err := s.lookupToken(ctx, hash)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errUnknownToken
 	}
@@ -147,8 +148,33 @@ func (s *Service) authenticate(ctx context.Context, token, ip string, allowExpir
 		if err := s.store.TouchDevice(ctx, ti.Localpart, ti.DeviceID, ip, now); err != nil {
 			return nil, internal("touch device", err)
 		}
+		s.tokens.touched(hash, ip, now)
 	}
 	return &Caller{UserID: s.UserID(ti.Localpart), Localpart: ti.Localpart, DeviceID: ti.DeviceID, Admin: ti.Admin}, nil
+}
+
+// lookupToken resolves a token hash from the cache or the database. Expiry
+// is not decided here: the caller compares the (cached) ExpiresTS with the
+// current time on every request.
+func (s *Service) lookupToken(ctx context.Context, hash string) (storage.TokenInfo, error) {
+	if ti, ok := s.tokens.get(hash); ok {
+		return ti, nil
+	}
+	epoch := s.tokens.snapshot() // before the read: see tokenCache
+	ti, err := s.store.AccessToken(ctx, hash)
+	if err != nil {
+		// Unknown tokens are not cached: a token minted a moment later
+		// must work at once, and a negative entry would need its own
+		// invalidation on every login.
+		return ti, err
+	}
+	if ti.ParentRefresh == "" {
+		// A pending parent means the first use must reach the database to
+		// retire it; once retired the next lookup finds no parent and
+		// caches.
+		s.tokens.put(epoch, hash, ti)
+	}
+	return ti, nil
 }
 
 // Logout deletes the caller's device and its tokens.

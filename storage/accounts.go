@@ -18,10 +18,42 @@ import (
 // yields no usable credential.
 type Accounts struct {
 	db *DB
+	// authChanged, when set, hears the localpart of every write that can
+	// change what AccessToken returns for that user's tokens (see
+	// OnAuthChange). Set once before use, read without locking.
+	authChanged func(localpart string)
 }
 
 // NewAccounts returns the accounts store on db.
 func NewAccounts(db *DB) *Accounts { return &Accounts{db: db} }
+
+// OnAuthChange registers fn, called with the user's localpart after every
+// write through this Accounts that can change what AccessToken answers for
+// one of that user's tokens: account creation, login (a reused device loses
+// its tokens), refresh-token rotation and parent retirement, device deletion
+// (single, bulk, all), password change, deactivation. The account service
+// uses it to drop cached token lookups.
+//
+// fn runs after the transaction ended and before the method returns, so the
+// change is never acknowledged to its caller while a stale lookup could
+// still be served. It also runs when the transaction failed: a commit error
+// can be ambiguous (the change may have landed), and dropping too much is
+// always safe. Only writes through this same *Accounts are seen, so the
+// process must use one Accounts per database (the account service owns it).
+//
+// Writes that do not change a lookup's answer do not call fn: TouchDevice
+// (the caller updates its cached last-seen values itself), device renames,
+// profiles, registration tokens and UIA sessions. Any new write to users,
+// devices, access_tokens or refresh_tokens must go through authChange.
+func (a *Accounts) OnAuthChange(fn func(localpart string)) { a.authChanged = fn }
+
+// authChange reports a (possibly) committed change to localpart's
+// authentication state; see OnAuthChange.
+func (a *Accounts) authChange(localpart string) {
+	if a.authChanged != nil && localpart != "" {
+		a.authChanged(localpart)
+	}
+}
 
 // User is one local account.
 type User struct {
@@ -116,6 +148,9 @@ type NewAccount struct {
 // deactivated), optionally its first device and tokens, its initial profile,
 // and consumes the UIA session, in one transaction.
 func (a *Accounts) CreateAccount(ctx context.Context, na NewAccount) error {
+	// A brand-new user has no cached tokens, but reporting it keeps the rule
+	// simple: every write to users/devices/tokens reports.
+	defer a.authChange(na.Localpart)
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO users (localpart, password_hash, is_admin, deactivated, created_ts) VALUES ($1, $2, $3, FALSE, $4)`,
@@ -162,6 +197,8 @@ func (a *Accounts) User(ctx context.Context, localpart string) (User, error) {
 // in one transaction. It returns ErrNotFound if the user does not exist or
 // has been deactivated (a deactivation racing a login wins).
 func (a *Accounts) Login(ctx context.Context, localpart string, d NewDevice) error {
+	// A reused device_id revokes that device's previous tokens.
+	defer a.authChange(localpart)
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
 		if err := requireActive(ctx, tx, localpart); err != nil {
 			return err
@@ -275,30 +312,44 @@ func (a *Accounts) AccessToken(ctx context.Context, hash string) (TokenInfo, err
 // RetireParentRefresh revokes the refresh token that refreshHash replaced:
 // the client has demonstrably received the new pair.
 func (a *Accounts) RetireParentRefresh(ctx context.Context, refreshHash string) error {
+	var localpart string
+	// The parent's access token dies; the owner is read in the transaction
+	// so the report names the right user whatever the caller believes.
+	defer func() { a.authChange(localpart) }()
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
-		return retireParent(ctx, tx, refreshHash)
+		var err error
+		localpart, err = retireParent(ctx, tx, refreshHash)
+		return err
 	})
 }
 
-func retireParent(ctx context.Context, tx *sql.Tx, refreshHash string) error {
-	var parent sql.NullString
-	err := tx.QueryRowContext(ctx, `SELECT parent_hash FROM refresh_tokens WHERE token_hash = $1`, refreshHash).Scan(&parent)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && !parent.Valid) {
-		return nil
+// retireParent revokes refreshHash's parent pair and returns the owner of
+// refreshHash ("" when it does not exist).
+func retireParent(ctx context.Context, tx *sql.Tx, refreshHash string) (string, error) {
+	var (
+		localpart string
+		parent    sql.NullString
+	)
+	err := tx.QueryRowContext(ctx, `SELECT localpart, parent_hash FROM refresh_tokens WHERE token_hash = $1`, refreshHash).Scan(&localpart, &parent)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err == nil && !parent.Valid {
+		return localpart, nil
 	}
 	if err != nil {
-		return fmt.Errorf("select refresh parent: %w", err)
+		return localpart, fmt.Errorf("select refresh parent: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE refresh_hash = $1`, parent.String); err != nil {
-		return fmt.Errorf("delete parent access tokens: %w", err)
+		return localpart, fmt.Errorf("delete parent access tokens: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE token_hash = $1`, parent.String); err != nil {
-		return fmt.Errorf("delete parent refresh token: %w", err)
+		return localpart, fmt.Errorf("delete parent refresh token: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET parent_hash = NULL WHERE token_hash = $1`, refreshHash); err != nil {
-		return fmt.Errorf("clear refresh parent: %w", err)
+		return localpart, fmt.Errorf("clear refresh parent: %w", err)
 	}
-	return nil
+	return localpart, nil
 }
 
 // Refresh rotates a refresh token in one transaction: the access token issued
@@ -308,6 +359,9 @@ func retireParent(ctx context.Context, tx *sql.Tx, refreshHash string) error {
 // client got it, so oldHash's own parent is revoked. It returns the device's
 // owner and ID, or ErrNotFound for an unknown token or a deactivated user.
 func (a *Accounts) Refresh(ctx context.Context, oldHash string, t NewTokens, now int64) (localpart, deviceID string, err error) {
+	// The old access token (and never-used children) die. localpart is set
+	// once the token is found, so an unknown token reports nothing.
+	defer func() { a.authChange(localpart) }()
 	err = a.db.Tx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx,
 			`SELECT r.localpart, r.device_id FROM refresh_tokens r JOIN users u ON u.localpart = r.localpart
@@ -318,7 +372,7 @@ func (a *Accounts) Refresh(ctx context.Context, oldHash string, t NewTokens, now
 		if err != nil {
 			return fmt.Errorf("select refresh token: %w", err)
 		}
-		if err := retireParent(ctx, tx, oldHash); err != nil {
+		if _, err := retireParent(ctx, tx, oldHash); err != nil {
 			return err
 		}
 		// Children minted from oldHash earlier that the client never used.
@@ -428,6 +482,7 @@ func (a *Accounts) SetDeviceDisplayName(ctx context.Context, localpart, deviceID
 // device that does not exist is skipped), and the UIA session that authorised
 // it when uiaSession is set, in one transaction.
 func (a *Accounts) DeleteDevices(ctx context.Context, localpart string, deviceIDs []string, uiaSession string) error {
+	defer a.authChange(localpart)
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
 		for _, id := range deviceIDs {
 			if err := deleteDevice(ctx, tx, localpart, id); err != nil {
@@ -460,6 +515,7 @@ func deleteDevice(ctx context.Context, tx *sql.Tx, localpart, deviceID string) e
 // DeleteDevicesExcept deletes every device of the user except keep ("" keeps
 // none), with their tokens.
 func (a *Accounts) DeleteDevicesExcept(ctx context.Context, localpart, keep string) error {
+	defer a.authChange(localpart)
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
 		return deleteDevicesExcept(ctx, tx, localpart, keep)
 	})
@@ -486,6 +542,9 @@ func deleteDevicesExcept(ctx context.Context, tx *sql.Tx, localpart, keep string
 // tokens; uiaSession, when set, is consumed. One transaction. ErrNotFound if
 // the user does not exist or is deactivated.
 func (a *Accounts) SetPassword(ctx context.Context, localpart, hash string, logout bool, keepDevice, uiaSession string) error {
+	// With logout, other devices' tokens die; without, nothing cached
+	// changes, but reporting anyway keeps the rule simple.
+	defer a.authChange(localpart)
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE users SET password_hash = $2 WHERE localpart = $1 AND deactivated = FALSE`, localpart, hash)
@@ -512,6 +571,7 @@ func (a *Accounts) SetPassword(ctx context.Context, localpart, hash string, logo
 // in one transaction. The users row stays so the localpart can never be
 // registered again. ErrNotFound if the user does not exist.
 func (a *Accounts) Deactivate(ctx context.Context, localpart string) error {
+	defer a.authChange(localpart)
 	return a.db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE users SET deactivated = TRUE, password_hash = '' WHERE localpart = $1`, localpart)

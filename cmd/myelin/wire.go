@@ -71,7 +71,9 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 		if n := notifForDevices.Load(); n != nil {
 			n.DevicesRemoved(localpart)
 		}
-	}))
+	}),
+		// Access-token cache hit/miss counters (the cache is on by default).
+		account.WithMetrics(reg))
 	if err != nil {
 		return nil, err
 	}
