@@ -464,11 +464,16 @@ func (b *builder) fetchProviders(ctx context.Context) error {
 }
 
 // waitCounts lets the unread counter catch up with this response's
-// position while the room steps run, when the response may carry new
-// events (their counts must be in it).
+// position while the room steps run, when the response has joined rooms
+// with events (their counts must be in it). UnreadCounts waits itself
+// anyway; this only moves the wait earlier, so a wake-up for rooms the
+// user is not in never waits for the counter.
 func (b *builder) waitCounts(ctx context.Context) error {
 	w, ok := b.s.opts.Unread.(CountWaiter)
-	if ok && (b.since == nil || b.since.Events < b.cur.Events) {
+	if !ok || (b.since != nil && b.since.Events >= b.cur.Events) {
+		return nil
+	}
+	if slices.ContainsFunc(b.results, func(r *roomResult) bool { return r.section == "join" }) {
 		w.WaitCounted(ctx, b.cur.Events)
 	}
 	return nil
