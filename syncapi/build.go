@@ -226,10 +226,21 @@ func (b *builder) toEvents(ctx context.Context, rows []storage.StoredEvent) erro
 
 // latestRows returns the newest limit rows of every window, newest first
 // within each room, as LatestEvents does, with each event in b.events.
-// It reads the windows' event references and takes current events from
-// the event cache, reading only the others; when most are missing (a
-// cold cache) it reads the windows whole instead, one query.
+// An initial sync reads the windows' event references and takes current
+// events from the event cache, reading only the others; when most are
+// missing (a cold cache) it reads the windows whole instead, one query.
+// An incremental sync reads the windows whole: they are a few new events,
+// and the listeners one message wakes all read them at the same moment,
+// before any of them has cached them, so the references would be one
+// more query each.
 func (b *builder) latestRows(ctx context.Context, windows []storage.EventWindow, limit int) ([]storage.StoredEvent, error) {
+	if b.since != nil {
+		rows, err := b.s.store.LatestEvents(ctx, windows, limit)
+		if err != nil {
+			return nil, err
+		}
+		return rows, b.toEvents(ctx, rows)
+	}
 	refs, err := b.s.store.LatestEventRefs(ctx, windows, limit)
 	if err != nil {
 		return nil, err
