@@ -17,9 +17,12 @@ import (
 // order, is rewritten to use "?"; any other statement is left as it is.
 
 // positionalConnector opens connections whose statements get that rewrite.
+// With cacheSize > 0 each connection also keeps that many statements
+// prepared (stmtcache.go); 0 prepares every statement per call.
 type positionalConnector struct {
-	dsn string
-	drv driver.Driver
+	dsn       string
+	drv       driver.Driver
+	cacheSize int
 }
 
 func (c positionalConnector) Connect(context.Context) (driver.Conn, error) {
@@ -27,14 +30,21 @@ func (c positionalConnector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &positionalConn{conn}, nil
+	pc := &positionalConn{Conn: conn}
+	if c.cacheSize > 0 {
+		pc.cache = newStmtCache(c.cacheSize)
+	}
+	return pc, nil
 }
 
 func (c positionalConnector) Driver() driver.Driver { return c.drv }
 
 // positionalConn wraps a modernc.org/sqlite connection, passing on every
 // interface database/sql uses so it takes the same paths as without it.
-type positionalConn struct{ driver.Conn }
+type positionalConn struct {
+	driver.Conn
+	cache *stmtCache // nil: no statement cache
+}
 
 var errNotSupported = errors.New("sqlite: driver interface not supported")
 
@@ -57,17 +67,38 @@ func (c *positionalConn) BeginTx(ctx context.Context, opts driver.TxOptions) (dr
 }
 
 func (c *positionalConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	query = positional(query)
+	if c.cache != nil {
+		if res, ok, err := c.cache.exec(ctx, c.Conn, query, args); ok {
+			return res, err
+		}
+	}
 	if e, ok := c.Conn.(driver.ExecerContext); ok {
-		return e.ExecContext(ctx, positional(query), args)
+		return e.ExecContext(ctx, query, args)
 	}
 	return nil, driver.ErrSkip
 }
 
 func (c *positionalConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	query = positional(query)
+	if c.cache != nil {
+		if rows, ok, err := c.cache.query(ctx, c.Conn, query, args); ok {
+			return rows, err
+		}
+	}
 	if q, ok := c.Conn.(driver.QueryerContext); ok {
-		return q.QueryContext(ctx, positional(query), args)
+		return q.QueryContext(ctx, query, args)
 	}
 	return nil, driver.ErrSkip
+}
+
+// Close closes the cached statements first: they belong to the connection
+// and cannot be finalized once it is gone.
+func (c *positionalConn) Close() error {
+	if c.cache != nil {
+		c.cache.closeAll()
+	}
+	return c.Conn.Close()
 }
 
 func (c *positionalConn) Ping(ctx context.Context) error {
