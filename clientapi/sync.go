@@ -127,7 +127,11 @@ func (sa *syncAPI) syncHandler(w http.ResponseWriter, r *http.Request, c *accoun
 	if err != nil {
 		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, resp)
+	// The response is written as encoded, not through WriteJSON:
+	// json.Marshal would scan every event again (syncapi/encode.go).
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp.AppendJSON(make([]byte, 0, 4096)))
 	return nil
 }
 

@@ -55,9 +55,18 @@ func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []str
 // catchUp waits (at most catchUpWait) until the events committed so far
 // are evaluated, so a read after an event sees its notifications.
 func (s *Service) catchUp(ctx context.Context) {
+	s.WaitCounted(ctx, s.rooms.Notifier().Position())
+}
+
+// WaitCounted waits (at most catchUpWait) until every event up to
+// position pos is evaluated. A /sync calls it as soon as it knows its
+// position, beside its other reads, so the wait for the consumer's commit
+// overlaps them instead of following them; UnreadCounts then finds the
+// consumer caught up.
+func (s *Service) WaitCounted(ctx context.Context, pos int64) {
 	wctx, cancel := context.WithTimeout(ctx, catchUpWait)
 	defer cancel()
-	s.committed.wait(wctx, s.rooms.Notifier().Position())
+	s.committed.wait(wctx, pos)
 }
 
 // Rules returns userID's effective push rules.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -63,24 +65,76 @@ func (s *Service) toEvent(ctx context.Context, se storage.StoredEvent) (*Event, 
 	if err != nil {
 		return nil, err
 	}
-	res := gjson.GetManyBytes(se.JSON, "content", "origin_server_ts", "redacts", "content.redacts")
-	content := json.RawMessage(res[0].Raw)
-	if !res[0].IsObject() {
-		content = json.RawMessage(`{}`)
+	f := pduFields(se.JSON, se.Type == "m.room.redaction")
+	content := json.RawMessage(`{}`)
+	if f.content.IsObject() {
+		content = subslice(se.JSON, f.content)
 	}
 	e := &Event{
 		EventID: se.EventID, RoomID: roomID, Type: se.Type, StateKey: se.StateKey, Sender: se.Sender,
-		Content: content, OriginServerTS: res[1].Int(), Position: se.NID, Depth: se.Depth,
+		Content: content, OriginServerTS: f.ts.Int(), Position: se.NID, Depth: se.Depth,
 		RedactedBy: se.RedactedByNID, Replaces: se.ReplacesNID, JSON: se.JSON,
 		roomNID: se.RoomNID, stateGroup: se.StateGroup,
 	}
 	if se.Type == "m.room.redaction" {
-		e.Redacts = res[2].Str
+		// Clone: the strings gjson returns share the PDU's memory.
+		e.Redacts = strings.Clone(f.redacts.Str)
 		if e.Redacts == "" {
-			e.Redacts = res[3].Str
+			e.Redacts = strings.Clone(f.content.Get("redacts").Str)
 		}
 	}
 	return e, nil
+}
+
+// subslice returns r's bytes as a slice of pdu, the JSON r was parsed
+// from, capped so an append cannot write into the rest of the PDU; a copy
+// when r carries no usable position.
+func subslice(pdu []byte, r gjson.Result) json.RawMessage {
+	if i, j := r.Index, r.Index+len(r.Raw); r.Index > 0 && j <= len(pdu) && string(pdu[i:j]) == r.Raw {
+		return pdu[i:j:j]
+	}
+	return json.RawMessage(r.Raw)
+}
+
+// pduTop is what toEvent reads from a PDU's top level.
+type pduTop struct {
+	content, ts, redacts gjson.Result
+}
+
+// pduFields reads content, origin_server_ts and (when asked) redacts in
+// one pass over the PDU's top level, stopping as soon as it has them.
+// Every event a sync or a page returns goes through here: one gjson.Get per
+// key rescans the PDU from its start, and looking for redacts, which only
+// redactions have, scanned every other event to its end.
+//
+// The PDU is parsed in place (gjson.ParseBytes would copy it first): the
+// results share its memory, so callers copy what they keep or, like
+// subslice, keep a capped slice of the PDU itself, which is never
+// modified once read.
+func pduFields(pdu []byte, wantRedacts bool) pduTop {
+	var f pduTop
+	if len(pdu) == 0 {
+		return f
+	}
+	var haveContent, haveTS, haveRedacts bool
+	gjson.Parse(unsafe.String(&pdu[0], len(pdu))).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "content":
+			if !haveContent {
+				f.content, haveContent = v, true
+			}
+		case "origin_server_ts":
+			if !haveTS {
+				f.ts, haveTS = v, true
+			}
+		case "redacts":
+			if !haveRedacts {
+				f.redacts, haveRedacts = v, true
+			}
+		}
+		return !(haveContent && haveTS && (haveRedacts || !wantRedacts))
+	})
+	return f
 }
 
 func (s *Service) toEvents(ctx context.Context, stored []storage.StoredEvent) ([]*Event, error) {

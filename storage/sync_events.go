@@ -118,26 +118,71 @@ type EventWindow struct {
 func (s *Sync) LatestEvents(ctx context.Context, windows []EventWindow, limit int) ([]StoredEvent, error) {
 	var out []StoredEvent
 	for start := 0; start < len(windows); start += maxUnion {
-		chunk := windows[start:min(start+maxUnion, len(windows))]
-		var q strings.Builder
-		args := make([]any, 0, 3*len(chunk))
-		for i, w := range chunk {
-			if i > 0 {
-				q.WriteString(" UNION ALL ")
-			}
-			n := len(args)
-			// The limit is an int written into the SQL, not a parameter
-			// shared by every branch: parameters used once each, in order,
-			// bind in linear time on SQLite (storage/sqlite/positional.go).
-			fmt.Fprintf(&q, `SELECT * FROM (SELECT %s FROM events WHERE room_nid = $%d AND event_nid > $%d AND event_nid <= $%d
-				ORDER BY event_nid DESC LIMIT %d) w%d`, eventCols, n+1, n+2, n+3, limit, i)
-			args = append(args, w.RoomNID, w.After, w.UpTo)
-		}
-		evs, err := s.queryEvents(ctx, q.String(), args...)
+		q, args := latestQuery(eventCols, windows[start:min(start+maxUnion, len(windows))], limit)
+		evs, err := s.queryEvents(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("read latest events: %w", err)
 		}
 		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// latestQuery is the UNION ALL of each window's newest limit events.
+func latestQuery(cols string, windows []EventWindow, limit int) (string, []any) {
+	var q strings.Builder
+	args := make([]any, 0, 3*len(windows))
+	for i, w := range windows {
+		if i > 0 {
+			q.WriteString(" UNION ALL ")
+		}
+		n := len(args)
+		// The limit is an int written into the SQL, not a parameter
+		// shared by every branch: parameters used once each, in order,
+		// bind in linear time on SQLite (storage/sqlite/positional.go).
+		fmt.Fprintf(&q, `SELECT * FROM (SELECT %s FROM events WHERE room_nid = $%d AND event_nid > $%d AND event_nid <= $%d
+			ORDER BY event_nid DESC LIMIT %d) w%d`, cols, n+1, n+2, n+3, limit, i)
+		args = append(args, w.RoomNID, w.After, w.UpTo)
+	}
+	return q.String(), args
+}
+
+// EventRef names a version of an event: its position, room, and the
+// redaction applied to it. A redaction is the only change an event row
+// ever sees (it rewrites json and sets redacted_by_nid together), so a
+// copy read with the same RedactedByNID is current.
+type EventRef struct {
+	NID           int64
+	RoomNID       int64
+	RedactedByNID int64
+}
+
+// LatestEventRefs is LatestEvents without the events: the same windows
+// and order, three small columns per row instead of the whole event, for
+// readers that keep recently read events in memory.
+func (s *Sync) LatestEventRefs(ctx context.Context, windows []EventWindow, limit int) ([]EventRef, error) {
+	var out []EventRef
+	for start := 0; start < len(windows); start += maxUnion {
+		q, args := latestQuery(`event_nid, room_nid, redacted_by_nid`, windows[start:min(start+maxUnion, len(windows))], limit)
+		rows, err := s.db.R.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read latest event refs: %w", err)
+		}
+		for rows.Next() {
+			var r EventRef
+			var red sql.NullInt64
+			if err := rows.Scan(&r.NID, &r.RoomNID, &red); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read latest event refs: %w", err)
+			}
+			r.RedactedByNID = red.Int64
+			out = append(out, r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read latest event refs: %w", err)
+		}
 	}
 	return out, nil
 }

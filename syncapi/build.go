@@ -35,6 +35,24 @@ type builder struct {
 	limit    int
 	lazy     bool
 	noRedund bool // skip redundant members
+
+	pre prefetched // written only by the fetch goroutine until it ends
+}
+
+// prefetched holds the reads of the sections that do not depend on the
+// rooms' timelines and states; one goroutine makes them while the room
+// steps run, so a sync's latency is the longer of the two paths instead
+// of their sum.
+type prefetched struct {
+	receipts          []storage.Receipt
+	accountData       []storage.AccountData
+	globalAccountData []json.RawMessage
+	presence          []storage.Presence
+	toDevice          []json.RawMessage
+	toDeviceNext      int64
+	changed, left     []string
+	oneTimeKeys       map[string]int
+	fallbackTypes     []string
 }
 
 // sincePos returns the since position of a stream (0 for initial syncs).
@@ -72,17 +90,37 @@ func (s *Service) build(ctx context.Context, req Request, filter *Filter, since 
 	if b.ignored, err = s.ignoredUsers(ctx, req.UserID); err != nil {
 		return nil, err
 	}
-	steps := []func(context.Context) error{
-		b.plan, b.timelines, b.summaries, b.states, b.render, b.strippedRooms,
-		b.ephemeral, b.accountData, b.presence, b.providers,
+	if err := b.plan(ctx); err != nil {
+		return nil, err
 	}
-	for _, step := range steps {
-		if err := step(ctx); err != nil {
-			return nil, err
-		}
+	// The fetch goroutine reads only what plan decided (the joined rooms)
+	// and writes only b.pre; the room steps do not touch b.pre. Both end
+	// before the sections are put together.
+	fetched := make(chan error, 1)
+	go func() {
+		fetched <- runSteps(ctx, b.fetchReceipts, b.fetchAccountData, b.fetchPresence, b.fetchProviders, b.waitCounts)
+	}()
+	err = runSteps(ctx, b.timelines, b.summaries, b.states, b.render, b.strippedRooms)
+	if ferr := <-fetched; err == nil {
+		err = ferr
+	}
+	if err == nil {
+		err = runSteps(ctx, b.ephemeral, b.accountData, b.presence, b.providers)
+	}
+	if err != nil {
+		return nil, err
 	}
 	b.dropEmptyRooms()
 	return b.resp, nil
+}
+
+func runSteps(ctx context.Context, steps ...func(context.Context) error) error {
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // roomResult is one joined or left room's part of the response.
@@ -182,7 +220,64 @@ func (b *builder) toEvents(ctx context.Context, rows []storage.StoredEvent) erro
 		b.events[e.Position] = e
 		b.stored[e.Position] = fresh[i]
 	}
+	b.s.events.put(fresh, evs)
 	return nil
+}
+
+// latestRows returns the newest limit rows of every window, newest first
+// within each room, as LatestEvents does, with each event in b.events.
+// An initial sync reads the windows' event references and takes current
+// events from the event cache, reading only the others; when most are
+// missing (a cold cache) it reads the windows whole instead, one query.
+// An incremental sync reads the windows whole: they are a few new events,
+// and the listeners one message wakes all read them at the same moment,
+// before any of them has cached them, so the references would be one
+// more query each.
+func (b *builder) latestRows(ctx context.Context, windows []storage.EventWindow, limit int) ([]storage.StoredEvent, error) {
+	if b.since != nil {
+		rows, err := b.s.store.LatestEvents(ctx, windows, limit)
+		if err != nil {
+			return nil, err
+		}
+		return rows, b.toEvents(ctx, rows)
+	}
+	refs, err := b.s.store.LatestEventRefs(ctx, windows, limit)
+	if err != nil {
+		return nil, err
+	}
+	var missing []int64
+	for _, ref := range refs {
+		if c, ok := b.s.events.get(ref); ok {
+			b.events[ref.NID], b.stored[ref.NID] = c.ev, c.row
+		} else {
+			missing = append(missing, ref.NID)
+		}
+	}
+	if 2*len(missing) > len(refs) {
+		rows, err := b.s.store.LatestEvents(ctx, windows, limit)
+		if err != nil {
+			return nil, err
+		}
+		return rows, b.toEvents(ctx, rows)
+	}
+	if len(missing) > 0 {
+		rows, err := b.s.store.EventsByNID(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.toEvents(ctx, rows); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]storage.StoredEvent, 0, len(refs))
+	for _, ref := range refs {
+		// A row read after the references may carry a newer redaction;
+		// b.stored has whichever copy was read last, which is current.
+		if row, ok := b.stored[ref.NID]; ok {
+			out = append(out, row)
+		}
+	}
+	return out, nil
 }
 
 // maxScanPages bounds how far back one room's timeline looks for events
@@ -200,11 +295,8 @@ func (b *builder) timelines(ctx context.Context) error {
 	for i, r := range b.results {
 		windows[i] = r.window
 	}
-	rows, err := b.s.store.LatestEvents(ctx, windows, b.limit+1)
+	rows, err := b.latestRows(ctx, windows, b.limit+1)
 	if err != nil {
-		return err
-	}
-	if err := b.toEvents(ctx, rows); err != nil {
 		return err
 	}
 	perRoom := map[int64][]storage.StoredEvent{}

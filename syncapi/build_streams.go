@@ -169,12 +169,7 @@ func (b *builder) strippedRooms(ctx context.Context) error {
 // ephemeral adds typing notifications and receipts to joined rooms.
 func (b *builder) ephemeral(ctx context.Context) error {
 	ef := b.rf.Ephemeral
-	var rooms []string
-	for _, m := range b.joined {
-		if ef.allowsRoom(m.RoomID) {
-			rooms = append(rooms, m.RoomID)
-		}
-	}
+	rooms := b.ephemeralRooms()
 	if len(rooms) == 0 {
 		return nil
 	}
@@ -192,23 +187,45 @@ func (b *builder) ephemeral(ctx context.Context) error {
 		}
 	}
 	if ef.eventFilter().allowsType("m.receipt") {
-		var since int64
-		if !initial {
-			since = b.since.Receipts
-		}
-		if initial || since < b.cur.Receipts {
-			rs, err := b.s.store.ReceiptsSince(ctx, rooms, b.req.UserID, since, b.cur.Receipts)
-			if err != nil {
-				return err
-			}
-			rs = slices.DeleteFunc(rs, func(r storage.Receipt) bool { return b.ignored[r.UserID] })
-			for room, ev := range receiptEvents(rs) {
-				j := b.joinEntry(room)
-				j.Ephemeral.Events = append(j.Ephemeral.Events, ev)
-			}
+		rs := slices.DeleteFunc(b.pre.receipts, func(r storage.Receipt) bool { return b.ignored[r.UserID] })
+		for room, ev := range receiptEvents(rs) {
+			j := b.joinEntry(room)
+			j.Ephemeral.Events = append(j.Ephemeral.Events, ev)
 		}
 	}
 	return nil
+}
+
+// ephemeralRooms are the joined rooms the ephemeral filter lets through.
+func (b *builder) ephemeralRooms() []string {
+	var rooms []string
+	for _, m := range b.joined {
+		if b.rf.Ephemeral.allowsRoom(m.RoomID) {
+			rooms = append(rooms, m.RoomID)
+		}
+	}
+	return rooms
+}
+
+// fetchReceipts reads the receipts ephemeral adds.
+func (b *builder) fetchReceipts(ctx context.Context) error {
+	if !b.rf.Ephemeral.eventFilter().allowsType("m.receipt") {
+		return nil
+	}
+	rooms := b.ephemeralRooms()
+	if len(rooms) == 0 {
+		return nil
+	}
+	var since int64
+	if b.since != nil {
+		since = b.since.Receipts
+	}
+	if b.since != nil && since >= b.cur.Receipts {
+		return nil
+	}
+	var err error
+	b.pre.receipts, err = b.s.store.ReceiptsSince(ctx, rooms, b.req.UserID, since, b.cur.Receipts)
+	return err
 }
 
 // allowsType applies types/not_types only: ephemeral events and account
@@ -225,34 +242,19 @@ func (e *EventFilter) allowsType(eventType string) bool {
 
 // accountData adds global account data and the per-room account data of
 // joined rooms and of left rooms in this response.
-func (b *builder) accountData(ctx context.Context) error {
-	var since int64
-	if b.since != nil {
-		since = b.since.AccountData
-		if since >= b.cur.AccountData {
-			return nil
-		}
-	}
-	rows, err := b.s.store.AccountDataSince(ctx, b.req.UserID, since, b.cur.AccountData)
-	if err != nil {
-		return err
-	}
+func (b *builder) accountData(context.Context) error {
+	b.resp.AccountData.Events = append(b.resp.AccountData.Events, b.pre.globalAccountData...)
 	joined := map[string]bool{}
 	for _, m := range b.joined {
 		joined[m.RoomID] = true
 	}
-	gf, rf := b.filter.AccountData, b.rf.AccountData
+	rf := b.rf.AccountData
 	perRoom := map[string]int{}
-	hasPushRules := false
-	for _, a := range rows {
-		ev := accountDataEvent(a.Type, a.Content)
+	for _, a := range b.pre.accountData {
 		if a.RoomID == "" {
-			hasPushRules = hasPushRules || a.Type == "m.push_rules"
-			if gf.allowsType(a.Type) && len(b.resp.AccountData.Events) < gf.limit(maxEventLimit) {
-				b.resp.AccountData.Events = append(b.resp.AccountData.Events, ev)
-			}
 			continue
 		}
+		ev := accountDataEvent(a.Type, a.Content)
 		if !b.rf.allowsRoom(a.RoomID) || !rf.allowsRoom(a.RoomID) || !rf.eventFilter().allowsType(a.Type) ||
 			perRoom[a.RoomID] >= rf.eventFilter().limit(maxEventLimit) {
 			continue
@@ -269,17 +271,48 @@ func (b *builder) accountData(ctx context.Context) error {
 		}
 		perRoom[a.RoomID]++
 	}
+	return nil
+}
+
+// fetchAccountData reads the account data accountData adds and renders
+// the global part, which depends on nothing else in the response.
+func (b *builder) fetchAccountData(ctx context.Context) error {
+	var since int64
+	if b.since != nil {
+		since = b.since.AccountData
+		if since >= b.cur.AccountData {
+			return nil
+		}
+	}
+	rows, err := b.s.store.AccountDataSince(ctx, b.req.UserID, since, b.cur.AccountData)
+	if err != nil {
+		return err
+	}
+	b.pre.accountData = rows
+	gf := b.filter.AccountData
+	global := []json.RawMessage{}
+	hasPushRules := false
+	for _, a := range rows {
+		if a.RoomID != "" {
+			continue
+		}
+		hasPushRules = hasPushRules || a.Type == "m.push_rules"
+		if gf.allowsType(a.Type) && len(global) < gf.limit(maxEventLimit) {
+			global = append(global, accountDataEvent(a.Type, a.Content))
+		}
+	}
 	// An initial sync always carries the push rules; a user who never
 	// edited them has no stored m.push_rules, so the defaults come from
 	// the provider.
 	if p := b.s.opts.PushRules; p != nil && b.since == nil && !hasPushRules && gf.allowsType("m.push_rules") &&
-		len(b.resp.AccountData.Events) < gf.limit(maxEventLimit) {
+		len(global) < gf.limit(maxEventLimit) {
 		content, err := p.PushRulesContent(ctx, b.req.UserID)
 		if err != nil {
 			return err
 		}
-		b.resp.AccountData.Events = append(b.resp.AccountData.Events, accountDataEvent("m.push_rules", content))
+		global = append(global, accountDataEvent("m.push_rules", content))
 	}
+	b.pre.globalAccountData = global
 	return nil
 }
 
@@ -292,17 +325,7 @@ func (b *builder) presence(ctx context.Context) error {
 	if !pf.allowsType("m.presence") {
 		return nil
 	}
-	var rows []storage.Presence
-	var since int64
-	if b.since != nil {
-		since = b.since.Presence
-	}
-	if b.since == nil || since < b.cur.Presence {
-		var err error
-		if rows, err = b.s.store.PresenceSince(ctx, b.req.UserID, since, b.cur.Presence); err != nil {
-			return err
-		}
-	}
+	rows := b.pre.presence
 	if b.since != nil {
 		extra, err := b.newlySharing(ctx)
 		if err != nil {
@@ -335,6 +358,23 @@ func (b *builder) presence(ctx context.Context) error {
 		b.resp.Presence.Events = append(b.resp.Presence.Events, b.s.presence.event(p))
 	}
 	return nil
+}
+
+// fetchPresence reads the presence changes presence adds.
+func (b *builder) fetchPresence(ctx context.Context) error {
+	if !b.filter.Presence.allowsType("m.presence") {
+		return nil
+	}
+	var since int64
+	if b.since != nil {
+		since = b.since.Presence
+	}
+	if b.since != nil && since >= b.cur.Presence {
+		return nil
+	}
+	var err error
+	b.pre.presence, err = b.s.store.PresenceSince(ctx, b.req.UserID, since, b.cur.Presence)
+	return err
 }
 
 // newlySharing lists the users who came to share a room with the user in
@@ -379,9 +419,10 @@ func (b *builder) newlySharing(ctx context.Context) ([]string, error) {
 // come with the next sync, which then returns at once.
 const toDeviceLimit = 100
 
-// providers fills the sections other components own, or their empty
-// values when no provider is configured.
-func (b *builder) providers(ctx context.Context) error {
+// fetchProviders asks the providers of the sections that depend on
+// nothing else in the response: to-device messages, device lists, key
+// counts. They write only b.pre; providers applies them.
+func (b *builder) fetchProviders(ctx context.Context) error {
 	o := b.s.opts
 	u, d := b.req.UserID, b.req.DeviceID
 	if p := o.ToDevice; p != nil {
@@ -397,10 +438,7 @@ func (b *builder) providers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if evs != nil {
-			b.resp.ToDevice.Events = evs
-		}
-		b.cur.Ext[key] = next
+		b.pre.toDevice, b.pre.toDeviceNext = evs, next
 	}
 	if p := o.DeviceLists; p != nil {
 		key := p.StreamKey()
@@ -408,32 +446,62 @@ func (b *builder) providers(ctx context.Context) error {
 		if b.since != nil {
 			w.Since, w.EventsSince = b.since.Ext[key], b.since.Events
 		}
-		changed, left, err := p.DeviceListChanges(ctx, u, w)
-		if err != nil {
+		var err error
+		if b.pre.changed, b.pre.left, err = p.DeviceListChanges(ctx, u, w); err != nil {
 			return err
-		}
-		if changed != nil {
-			b.resp.DeviceLists.Changed = changed
-		}
-		if left != nil {
-			b.resp.DeviceLists.Left = left
 		}
 	}
 	if p := o.Keys; p != nil {
-		counts, err := p.OneTimeKeyCounts(ctx, u, d)
-		if err != nil {
+		var err error
+		if b.pre.oneTimeKeys, err = p.OneTimeKeyCounts(ctx, u, d); err != nil {
 			return err
 		}
-		for alg, n := range counts {
-			b.resp.DeviceOneTimeKeysCount[alg] = n
-		}
-		types, err := p.UnusedFallbackKeyTypes(ctx, u, d)
-		if err != nil {
+		if b.pre.fallbackTypes, err = p.UnusedFallbackKeyTypes(ctx, u, d); err != nil {
 			return err
 		}
-		if types != nil {
-			b.resp.DeviceUnusedFallbackKeyTypes = types
+	}
+	return nil
+}
+
+// waitCounts lets the unread counter catch up with this response's
+// position while the room steps run, when the response has joined rooms
+// with events (their counts must be in it). UnreadCounts waits itself
+// anyway; this only moves the wait earlier, so a wake-up for rooms the
+// user is not in never waits for the counter.
+func (b *builder) waitCounts(ctx context.Context) error {
+	w, ok := b.s.opts.Unread.(CountWaiter)
+	if !ok || (b.since != nil && b.since.Events >= b.cur.Events) {
+		return nil
+	}
+	if slices.ContainsFunc(b.results, func(r *roomResult) bool { return r.section == "join" }) {
+		w.WaitCounted(ctx, b.cur.Events)
+	}
+	return nil
+}
+
+// providers fills the sections other components own, or their empty
+// values when no provider is configured: what fetchProviders read, and
+// the unread counts of the joined rooms in the response.
+func (b *builder) providers(ctx context.Context) error {
+	o := b.s.opts
+	u := b.req.UserID
+	if p := o.ToDevice; p != nil {
+		if b.pre.toDevice != nil {
+			b.resp.ToDevice.Events = b.pre.toDevice
 		}
+		b.cur.Ext[p.StreamKey()] = b.pre.toDeviceNext
+	}
+	if b.pre.changed != nil {
+		b.resp.DeviceLists.Changed = b.pre.changed
+	}
+	if b.pre.left != nil {
+		b.resp.DeviceLists.Left = b.pre.left
+	}
+	for alg, n := range b.pre.oneTimeKeys {
+		b.resp.DeviceOneTimeKeysCount[alg] = n
+	}
+	if b.pre.fallbackTypes != nil {
+		b.resp.DeviceUnusedFallbackKeyTypes = b.pre.fallbackTypes
 	}
 	// Clients read a missing signed_curve25519 count as "unchanged" and
 	// never replenish; the count of a device with no keys is zero.

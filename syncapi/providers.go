@@ -23,6 +23,15 @@ type UnreadCounter interface {
 	UnreadCounts(ctx context.Context, userID string, roomIDs []string, threads bool) (map[string]UnreadCounts, error)
 }
 
+// CountWaiter is optionally implemented by an UnreadCounter whose counts
+// trail the event log (they are computed after each commit): WaitCounted
+// returns once the counts include every event up to pos, or after the
+// counter's own bound. A sync calls it early, beside its other reads, so
+// the counter's lag and the sync's work overlap.
+type CountWaiter interface {
+	WaitCounted(ctx context.Context, pos int64)
+}
+
 // UnreadCounts are one room's (or thread's) unread notification counts.
 type UnreadCounts struct {
 	Highlight    int64

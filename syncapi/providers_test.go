@@ -218,3 +218,58 @@ func (k keyed) StreamPosition() int64 { return 0 }
 func (k keyed) ToDevice(context.Context, string, string, int64, int64, int) ([]json.RawMessage, int64, error) {
 	return nil, 0, nil
 }
+
+// waitingUnread records the positions a sync asks it to catch up with.
+type waitingUnread struct {
+	fakeUnread
+	mu    sync.Mutex
+	waits []int64
+}
+
+func (w *waitingUnread) WaitCounted(_ context.Context, pos int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waits = append(w.waits, pos)
+}
+
+func (w *waitingUnread) taken() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.waits
+	w.waits = nil
+	return out
+}
+
+// A sync that may carry new events lets the counter catch up with its own
+// position (not a later one); one with no new events does not wait.
+func TestSyncWaitsForCountsAtItsPosition(t *testing.T) {
+	w := &waitingUnread{}
+	eachEngine(t, func(o *Options) { o.Unread = w }, func(t *testing.T, e *env) {
+		alice, bob := user("alice"), user("bob")
+		room := e.room(alice, "Counts", bob)
+		w.taken()
+		first := e.do(Request{UserID: bob})
+		tok, _ := ParseToken(first.NextBatch)
+		for _, tc := range []struct {
+			name  string
+			since string
+			send  bool
+			want  []int64
+		}{
+			{"initial", "", false, []int64{tok.Events}},
+			{"nothing new", first.NextBatch, false, nil},
+			{"a new event", first.NextBatch, true, []int64{tok.Events + 1}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if tc.send {
+					e.send(room, alice, "hello")
+				}
+				w.taken()
+				r := e.do(Request{UserID: bob, Since: tc.since})
+				if got := w.taken(); !slices.Equal(got, tc.want) {
+					t.Fatalf("waited for %v, want %v (next_batch %s)", got, tc.want, r.NextBatch)
+				}
+			})
+		}
+	})
+}

@@ -10,20 +10,6 @@ import (
 	"myelin/roomserver"
 )
 
-// clientEvent is the spec's ClientEvent; /sync lists events under their
-// room, so there room_id is left out (ClientEventWithoutRoomID).
-type clientEvent struct {
-	Content        json.RawMessage `json:"content"`
-	EventID        string          `json:"event_id"`
-	OriginServerTS int64           `json:"origin_server_ts"`
-	RoomID         string          `json:"room_id,omitempty"`
-	Sender         string          `json:"sender"`
-	StateKey       *string         `json:"state_key,omitempty"`
-	Type           string          `json:"type"`
-	Redacts        string          `json:"redacts,omitempty"`
-	Unsigned       *unsigned       `json:"unsigned,omitempty"`
-}
-
 // unsigned adds membership (the viewer's membership at the event, spec
 // v1.11) to the roomserver's unsigned data.
 type unsigned struct {
@@ -58,15 +44,7 @@ func (ef eventFormat) render(ce roomserver.ClientEvent, e *roomserver.Event, mem
 	if ef.federation {
 		raw = e.JSON
 	} else {
-		out := clientEvent{Content: ce.Content, EventID: ce.EventID, OriginServerTS: ce.OriginServerTS,
-			Sender: ce.Sender, StateKey: ce.StateKey, Type: ce.Type, Redacts: ce.Redacts}
-		if ef.withRoomID {
-			out.RoomID = ce.RoomID
-		}
-		if ce.Unsigned != nil || membership != "" {
-			out.Unsigned = &unsigned{Unsigned: ce.Unsigned, Membership: membership}
-		}
-		raw, _ = json.Marshal(out)
+		raw = appendClientEvent(make([]byte, 0, 160+len(ce.Content)), ce, membership, ef.withRoomID)
 	}
 	if len(ef.fields) > 0 {
 		raw = project(raw, ef.fields)

@@ -68,6 +68,7 @@ type Service struct {
 	typing   *typing
 	presence *presenceTracker
 	lazy     *lazyCache
+	events   *eventCache
 
 	// writeMu serialises writes to the durable streams (account data,
 	// receipts, presence): a position is handed out, written and published
@@ -115,7 +116,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		opts: opts, store: storage.NewSync(opts.DB), rooms: opts.Rooms, log: opts.Logger, now: opts.Now,
-		hub: newHub(), lazy: newLazyCache(10000), ignored: map[string]map[string]bool{},
+		hub: newHub(), lazy: newLazyCache(10000), events: newEventCache(), ignored: map[string]map[string]bool{},
 	}
 	ctx := context.Background()
 	a, r, p, err := s.store.StreamPositions(ctx)

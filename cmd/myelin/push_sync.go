@@ -32,3 +32,4 @@ func (u unreadCounter) UnreadCounts(ctx context.Context, userID string, roomIDs 
 }
 
 var _ syncapi.UnreadCounter = unreadCounter{}
+var _ syncapi.CountWaiter = unreadCounter{}
