@@ -7,6 +7,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,6 +40,10 @@ type DB struct {
 	R      *sql.DB
 	// migrations is the engine's numbered .sql files.
 	migrations fs.FS
+	// FlushEachCommit is set by the SQLite engine when every commit is
+	// flushed to disk (synchronous=FULL, the default durability); see
+	// TxRederivable.
+	FlushEachCommit bool
 }
 
 // New wraps already-opened pools; the engine packages call it.
@@ -59,6 +64,60 @@ func (db *DB) Close() error {
 // request is one transaction: it happens entirely or not at all.
 func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// TxRederivable is Tx for a writer that can derive the transaction's
+// effects again from durable data if they are lost: the notifications
+// consumer, whose rows and position follow the event log from its last
+// durable position. Its commit skips its own flush to disk, which on the
+// send path was a second fsync per batch on SQLite's single writer
+// connection, in series with the events' own and in front of every
+// /sync waiting for counts. It still survives a crash of the process (WAL
+// on SQLite, the WAL buffers on PostgreSQL) and becomes durable with the
+// next flushed commit; after a power loss the writer re-derives it. Never
+// use it for anything acknowledged to a client.
+func (db *DB) TxRederivable(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	switch {
+	case db.Engine == Postgres:
+		return db.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+				return fmt.Errorf("relax commit: %w", err)
+			}
+			return fn(tx)
+		})
+	case !db.FlushEachCommit:
+		return db.Tx(ctx, fn)
+	}
+	// synchronous is per connection and cannot change inside a
+	// transaction: pin the single writer connection around BEGIN…COMMIT
+	// and put FULL back before anyone else can use it.
+	conn, err := db.W.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("writer connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("relax commit: %w", err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.Background(), `PRAGMA synchronous = FULL`); err != nil {
+			// The connection must not serve durable commits unflushed:
+			// drop it, the pool opens a fresh one with FULL.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

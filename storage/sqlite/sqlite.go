@@ -113,7 +113,9 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 	if err != nil {
 		return nil, err
 	}
-	return storage.New(storage.SQLite, w, r, sub), nil
+	db := storage.New(storage.SQLite, w, r, sub)
+	db.FlushEachCommit = !o.Relaxed
+	return db, nil
 }
 
 // openPositional is sql.Open("sqlite", dsn) with the parameter rewrite of
