@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,7 +133,7 @@ type Notification struct {
 // advances the consumer's position to pos in ONE transaction (StoreBatch
 // with only explicit rows).
 func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int64, ns []Notification) error {
-	return p.StoreBatch(ctx, consumer, pos, NotificationBatch{Explicit: ns})
+	return p.storeBatch(ctx, p.db.Tx, consumer, pos, NotificationBatch{Explicit: ns})
 }
 
 // StoreBatch records a batch's notifications (explicit rows, shared rows
@@ -141,8 +142,17 @@ func (p *Push) StoreNotifications(ctx context.Context, consumer string, pos int6
 // what was counted. Rows already present (a batch replayed after a crash
 // between commit and memory) are kept once. Every room must be a stored
 // room.
+//
+// The commit is not flushed to disk by itself (DB.TxRederivable): after a
+// power loss the consumer evaluates the lost batches again from its last
+// durable position, so the events' own commits carry the only fsync on the
+// send path. StoreNotifications commits durably.
 func (p *Push) StoreBatch(ctx context.Context, consumer string, pos int64, b NotificationBatch) error {
-	return p.db.Tx(ctx, func(tx *sql.Tx) error {
+	return p.storeBatch(ctx, p.db.TxRederivable, consumer, pos, b)
+}
+
+func (p *Push) storeBatch(ctx context.Context, inTx func(context.Context, func(*sql.Tx) error) error, consumer string, pos int64, b NotificationBatch) error {
+	return inTx(ctx, func(tx *sql.Tx) error {
 		roomNIDs, err := roomNIDsOf(ctx, tx, b.roomIDs())
 		if err != nil {
 			return err
@@ -355,12 +365,47 @@ type UnreadCount struct {
 
 // UnreadCounts returns userID's unread counts in roomIDs per room and
 // thread (threads with nothing unread are absent).
+//
+// The user's read receipts are read first, one bound per room (and per
+// thread whose own receipt is further), and the counts are then index
+// ranges starting at those bounds. Reading the receipt once per counted
+// row instead cost a probe per row and, since the bound was not a range,
+// scanned every row the user ever had in the room: a /sync of a listener
+// in a busy room was half the server's CPU in the fan-out scenario
+// (docs/performance.md).
 func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string) ([]UnreadCount, error) {
 	if len(roomIDs) == 0 {
 		return nil, nil
 	}
-	args := append([]any{userID}, stringArgs(roomIDs)...)
-	rows, err := p.db.R.QueryContext(ctx, unreadCountsSQL(len(roomIDs)), args...)
+	bounds, err := p.ReadBounds(ctx, userID, roomIDs)
+	if err != nil {
+		return nil, err
+	}
+	return p.CountUnread(ctx, userID, roomIDs, bounds, nil, 0)
+}
+
+// CountUnread counts userID's notifications in roomIDs that are unread by
+// bounds (ReadBounds), counting only those after after[room] (if set) and
+// at or before upTo (if > 0): a caller that knows a room's counts up to a
+// position adds the rows since. Notification rows are only ever added, in
+// position order, with the consumer's position, so the counts up to a
+// committed position never change while the bounds stay the same.
+func (p *Push) CountUnread(ctx context.Context, userID string, roomIDs []string, bounds map[string]ReadBound, after map[string]int64, upTo int64) ([]UnreadCount, error) {
+	if len(roomIDs) == 0 {
+		return nil, nil
+	}
+	// A room listed twice would be counted twice (it is a VALUES row).
+	seen := make(map[string]bool, len(roomIDs))
+	unique := roomIDs[:0:0]
+	for _, r := range roomIDs {
+		if !seen[r] {
+			seen[r] = true
+			unique = append(unique, r)
+		}
+	}
+	roomIDs = unique
+	q, args := unreadCountsQuery(userID, roomIDs, bounds, after, upTo)
+	rows, err := p.db.R.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read unread counts: %w", err)
 	}
@@ -376,23 +421,142 @@ func (p *Push) UnreadCounts(ctx context.Context, userID string, roomIDs []string
 	return out, rows.Err()
 }
 
-// unreadCountsSQL counts the unread notifications of user $1 in the n
-// rooms $2…: explicit rows, plus the shared rows inside the user's join
-// spans (never highlights), summed per room and thread.
-func unreadCountsSQL(n int) string {
-	inRooms := `r.room_id IN (` + placeholders(2, n) + `)`
-	return `SELECT c.room_id, c.thread, SUM(c.n), SUM(c.h) FROM (
-		SELECT r.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, SUM(n.highlight) AS h
-		FROM rooms r JOIN push_notifications n ON n.user_id = $1 AND n.room_nid = r.room_nid
-		WHERE ` + inRooms + ` AND n.event_nid > ` + readUpToSQL + `
-		GROUP BY r.room_id, ` + threadSQL + `
+// ReadBound is where a user's reading of one room stands: rows at or
+// before Lo are read (the unthreaded receipt); Threads maps a thread
+// ("main" or a root event ID) whose own receipt is further than Lo to it.
+type ReadBound struct {
+	Lo      int64
+	Threads map[string]int64
+}
+
+// Equal reports whether b and o are the same bound.
+func (b ReadBound) Equal(o ReadBound) bool {
+	if b.Lo != o.Lo || len(b.Threads) != len(o.Threads) {
+		return false
+	}
+	for t, pos := range b.Threads {
+		if op, ok := o.Threads[t]; !ok || op != pos {
+			return false
+		}
+	}
+	return true
+}
+
+// ReadBounds reads userID's m.read and m.read.private receipts in roomIDs
+// ("Marking notifications as read": a notification is read when an
+// unthreaded receipt or one in its thread is at or after it). Rooms with
+// no receipt are absent (their bound is zero).
+func (p *Push) ReadBounds(ctx context.Context, userID string, roomIDs []string) (map[string]ReadBound, error) {
+	out := map[string]ReadBound{}
+	if len(roomIDs) == 0 {
+		return out, nil
+	}
+	args := append(stringArgs(roomIDs), userID)
+	rows, err := p.db.R.QueryContext(ctx, `SELECT room_id, thread_id, MAX(event_pos) FROM receipts
+		WHERE room_id IN (`+placeholders(1, len(roomIDs))+`) AND receipt_type IN ('m.read', 'm.read.private') AND user_id = $`+strconv.Itoa(len(roomIDs)+1)+`
+		GROUP BY room_id, thread_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read receipts for counts: %w", err)
+	}
+	defer rows.Close()
+	type threadPos struct {
+		room, thread string
+		pos          int64
+	}
+	var threaded []threadPos
+	for rows.Next() {
+		var t threadPos
+		if err := rows.Scan(&t.room, &t.thread, &t.pos); err != nil {
+			return nil, fmt.Errorf("read receipts for counts: %w", err)
+		}
+		b := out[t.room]
+		if t.thread == "" {
+			b.Lo = max(b.Lo, t.pos)
+		} else {
+			threaded = append(threaded, t)
+		}
+		out[t.room] = b
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read receipts for counts: %w", err)
+	}
+	for _, t := range threaded {
+		if b := out[t.room]; t.pos > b.Lo {
+			if b.Threads == nil {
+				b.Threads = map[string]int64{}
+			}
+			b.Threads[t.thread] = t.pos
+			out[t.room] = b
+		}
+	}
+	return out, nil
+}
+
+// unreadCountsQuery counts userID's unread notifications in roomIDs from
+// their read bounds: explicit rows, plus the shared rows inside the user's
+// join spans (never highlights), summed per room and thread. The bounds
+// and the user come in as VALUES lists whose parameters are used once each
+// and in order, so SQLite binds them positionally (storage/sqlite). A row
+// is counted after max(its room's bound, its span's start): one range of
+// the index, not a scan of the user's whole history in the room. The
+// CROSS JOINs fix SQLite's join order (b, rooms, u, then the user's rows):
+// left free, it scanned every user's spans and filtered by user last.
+// PostgreSQL plans them as inner joins.
+func unreadCountsQuery(userID string, roomIDs []string, bounds map[string]ReadBound, after map[string]int64, upTo int64) (string, []any) {
+	var q strings.Builder
+	args := make([]any, 0, 2*len(roomIDs)+1)
+	param := func(v any, typ string) string {
+		args = append(args, v)
+		return "CAST($" + strconv.Itoa(len(args)) + " AS " + typ + ")"
+	}
+	q.WriteString(`WITH b(room_id, lo) AS (VALUES `)
+	var threadRows [][3]any
+	for i, room := range roomIDs {
+		rb := bounds[room]
+		lo := max(rb.Lo, after[room])
+		for t, pos := range rb.Threads {
+			threadRows = append(threadRows, [3]any{room, t, pos})
+		}
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(" + param(room, "TEXT") + ", " + param(lo, "BIGINT") + ")")
+	}
+	// u carries the user and the ceiling (a parameter, so the SQL text,
+	// and with it SQLite's cached statement, is the same at every position).
+	if upTo <= 0 {
+		upTo = math.MaxInt64
+	}
+	q.WriteString(`), u(id, hi) AS (VALUES (` + param(userID, "TEXT") + `, ` + param(upTo, "BIGINT") + `))`)
+	const ceiling = ` AND n.event_nid <= u.hi`
+	// A thread whose own receipt is further than its room's: its rows
+	// start there instead (rare: only clients sending threaded receipts).
+	threadCond := ``
+	if len(threadRows) > 0 {
+		q.WriteString(`, tb(room_id, thread, lo) AS (VALUES `)
+		for i, t := range threadRows {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + param(t[0], "TEXT") + ", " + param(t[1], "TEXT") + ", " + param(t[2], "BIGINT") + ")")
+		}
+		q.WriteString(`)`)
+		threadCond = ` AND n.event_nid > COALESCE((SELECT tb.lo FROM tb WHERE tb.room_id = b.room_id AND tb.thread = ` + threadSQL + `), 0)`
+	}
+	q.WriteString(`
+		SELECT c.room_id, c.thread, SUM(c.n), SUM(c.h) FROM (
+		SELECT b.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, SUM(n.highlight) AS h
+		FROM b CROSS JOIN rooms r CROSS JOIN u CROSS JOIN push_notifications n
+		WHERE r.room_id = b.room_id AND n.user_id = u.id AND n.room_nid = r.room_nid AND n.event_nid > b.lo` + ceiling + threadCond + `
+		GROUP BY b.room_id, ` + threadSQL + `
 		UNION ALL
-		SELECT r.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, 0 AS h
-		FROM rooms r JOIN push_member_spans sp ON sp.user_id = $1 AND sp.room_nid = r.room_nid
-		JOIN push_shared n ON ` + sharedForUserSQL("$1") + `
-		WHERE ` + inRooms + ` AND n.event_nid > ` + readUpTo("$1") + `
-		GROUP BY r.room_id, ` + threadSQL + `
-	) c GROUP BY c.room_id, c.thread`
+		SELECT b.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, 0 AS h
+		FROM b CROSS JOIN rooms r CROSS JOIN u CROSS JOIN push_member_spans sp CROSS JOIN push_shared n
+		WHERE r.room_id = b.room_id AND sp.user_id = u.id AND sp.room_nid = r.room_nid AND ` + sharedForUserSQL("u.id") + `
+			AND n.event_nid > CASE WHEN b.lo >= sp.from_nid THEN b.lo ELSE sp.from_nid - 1 END` + ceiling + threadCond + `
+		GROUP BY b.room_id, ` + threadSQL + `
+		) c GROUP BY c.room_id, c.thread`)
+	return q.String(), args
 }
 
 // Notifications lists userID's notifications newest first, those before
