@@ -31,7 +31,7 @@ const catchUpWait = time.Second
 // rest; without, a room's counts include its threads.
 func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []string, threads bool) (map[string]Counts, error) {
 	s.catchUp(ctx)
-	rows, err := s.store.UnreadCounts(ctx, userID, roomIDs)
+	rows, err := s.countRows(ctx, userID, roomIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +50,66 @@ func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []str
 		out[r.RoomID] = c
 	}
 	return out, nil
+}
+
+// countRows reads userID's unread counts in roomIDs per room and thread:
+// the receipts always, and for each room only the notification rows after
+// what the count cache already holds for the same receipts.
+func (s *Service) countRows(ctx context.Context, userID string, roomIDs []string) ([]storage.UnreadCount, error) {
+	// Every notification of an event at or before pos is committed: the
+	// consumer commits its rows with its position.
+	pos := s.committed.get()
+	roomIDs = uniqueRooms(roomIDs)
+	bounds, err := s.store.ReadBounds(ctx, userID, roomIDs)
+	if err != nil {
+		return nil, err
+	}
+	base := make(map[string][]storage.UnreadCount, len(roomIDs))
+	after := make(map[string]int64, len(roomIDs))
+	var stale []string
+	for _, room := range roomIDs {
+		if e, ok := s.counts.get(userID, room); ok && e.upTo <= pos && e.bound.Equal(bounds[room]) {
+			base[room] = e.rows
+			if e.upTo == pos {
+				continue
+			}
+			after[room] = e.upTo
+		}
+		stale = append(stale, room)
+	}
+	var delta []storage.UnreadCount
+	if len(stale) > 0 {
+		if delta, err = s.store.CountUnread(ctx, userID, stale, bounds, after, pos); err != nil {
+			return nil, err
+		}
+	}
+	byRoom := make(map[string][]storage.UnreadCount, len(stale))
+	for _, d := range delta {
+		byRoom[d.RoomID] = append(byRoom[d.RoomID], d)
+	}
+	for _, room := range stale {
+		rows := addCounts(base[room], byRoom[room])
+		s.counts.put(userID, room, countEntry{upTo: pos, bound: bounds[room], rows: rows})
+		base[room] = rows
+	}
+	var out []storage.UnreadCount
+	for _, room := range roomIDs {
+		out = append(out, base[room]...)
+	}
+	return out, nil
+}
+
+// uniqueRooms is roomIDs without repeats (each room is counted once).
+func uniqueRooms(roomIDs []string) []string {
+	seen := make(map[string]bool, len(roomIDs))
+	out := roomIDs[:0:0]
+	for _, r := range roomIDs {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // catchUp waits (at most catchUpWait) until the events committed so far

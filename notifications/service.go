@@ -59,6 +59,7 @@ type Service struct {
 	editMu     sync.Mutex                      // serialises rule edits
 
 	states *stateCache
+	counts *countCache
 	wake   atomic.Pointer[func(userIDs ...string)]
 	// publish puts a user's rules in their m.push_rules account data.
 	publish atomic.Pointer[func(ctx context.Context, userID string, content json.RawMessage) error]
@@ -83,7 +84,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, store: storage.NewPush(opts.DB), sync: storage.NewSync(opts.DB), rooms: opts.Rooms,
 		log: opts.Logger.With("component", "notifications"), evaluators: map[string]*pushrules.Evaluator{},
-		states: newStateCache(256), done: make(chan struct{}),
+		states: newStateCache(256), counts: newCountCache(), done: make(chan struct{}),
 	}
 	ctx := context.Background()
 	pos, ok, err := s.store.ConsumerPosition(ctx, consumerName)

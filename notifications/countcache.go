@@ -1,0 +1,87 @@
+package notifications
+
+import (
+	"sync"
+
+	"myelin/storage"
+)
+
+// countCacheGeneration is how many (user, room) entries one generation of
+// the count cache holds; it keeps two (a few MB at most).
+const countCacheGeneration = 4096
+
+// countCache keeps, per (user, room), the unread counts exact up to a
+// committed consumer position and the read bound they were counted with,
+// so the next count reads only the notification rows since. Without it a
+// /sync recounted every unread notification of every room in its answer:
+// a member who never sends a receipt in a busy room made each of their
+// wake-ups cost more than the one before (docs/performance.md).
+//
+// An entry stays exact because notification rows are only ever added, in
+// position order, committed with the consumer's position; a join or leave
+// after the entry's position only changes which later rows count. A
+// changed receipt changes the bound and the entry is not used. One
+// process only: the consumer that adds the rows is in this process.
+type countCache struct {
+	mu       sync.Mutex
+	cur, old map[countKey]countEntry
+}
+
+type countKey struct{ user, room string }
+
+type countEntry struct {
+	upTo  int64
+	bound storage.ReadBound
+	rows  []storage.UnreadCount // the room's counts per thread; never modified once stored
+}
+
+func newCountCache() *countCache {
+	return &countCache{cur: map[countKey]countEntry{}, old: map[countKey]countEntry{}}
+}
+
+func (c *countCache) get(user, room string) (countEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := countKey{user, room}
+	e, ok := c.cur[k]
+	if !ok {
+		if e, ok = c.old[k]; ok {
+			c.insert(k, e)
+		}
+	}
+	return e, ok
+}
+
+func (c *countCache) put(user, room string, e countEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.insert(countKey{user, room}, e)
+}
+
+// insert stores under c.mu; a full current generation becomes the old one.
+func (c *countCache) insert(k countKey, e countEntry) {
+	if len(c.cur) >= countCacheGeneration {
+		c.old, c.cur = c.cur, make(map[countKey]countEntry, countCacheGeneration)
+	}
+	c.cur[k] = e
+}
+
+// addCounts returns base plus delta, summed per thread (new slice).
+func addCounts(base, delta []storage.UnreadCount) []storage.UnreadCount {
+	out := append([]storage.UnreadCount(nil), base...)
+	for _, d := range delta {
+		found := false
+		for i := range out {
+			if out[i].ThreadID == d.ThreadID {
+				out[i].Notifications += d.Notifications
+				out[i].Highlight += d.Highlight
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, d)
+		}
+	}
+	return out
+}
