@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"testing"
 
@@ -62,5 +63,27 @@ func TestOpenDurability(t *testing.T) {
 				t.Errorf("synchronous_commit = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TxRederivable relaxes only its own transaction's commit.
+func TestTxRederivable(t *testing.T) {
+	db, err := OpenWith(pgtest.DSN(t), 1, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	var inside, after string
+	if err := db.TxRederivable(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&inside)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.W.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if inside != "off" || after != "on" {
+		t.Errorf("synchronous_commit inside %s, after %s; want off, on", inside, after)
 	}
 }

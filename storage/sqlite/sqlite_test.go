@@ -197,3 +197,65 @@ func TestOpenDurability(t *testing.T) {
 		})
 	}
 }
+
+// TxRederivable commits (or rolls back) like Tx, and the writer
+// connection is back at the configured synchronous level afterwards, so
+// the next durable commit is flushed.
+func TestTxRederivable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		o       Options
+		fail    bool
+		want    string // PRAGMA synchronous on the writer afterwards
+		wantRow bool
+	}{
+		{"full: commit", Options{}, false, "2", true},
+		{"full: error rolls back", Options{}, true, "2", false},
+		{"relaxed: commit", Options{Relaxed: true}, false, "1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := OpenWith(filepath.Join(t.TempDir(), "x.db"), 2, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			if _, err := db.W.ExecContext(ctx, `CREATE TABLE t (x INTEGER)`); err != nil {
+				t.Fatal(err)
+			}
+			var inside string
+			err = db.TxRederivable(ctx, func(tx *sql.Tx) error {
+				if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&inside); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+					return err
+				}
+				if tc.fail {
+					return os.ErrInvalid
+				}
+				return nil
+			})
+			if tc.fail != (err != nil) {
+				t.Fatalf("TxRederivable: %v", err)
+			}
+			if inside != "1" {
+				t.Errorf("PRAGMA synchronous inside = %s, want 1 (NORMAL)", inside)
+			}
+			var got string
+			if err := db.W.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("PRAGMA synchronous after = %s, want %s", got, tc.want)
+			}
+			var n int
+			if err := db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM t`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if (n == 1) != tc.wantRow {
+				t.Errorf("rows = %d, want committed %v", n, tc.wantRow)
+			}
+		})
+	}
+}
