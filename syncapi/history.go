@@ -264,18 +264,11 @@ func (s *Service) Messages(ctx context.Context, req MessagesRequest) (*MessagesR
 	if !exhausted {
 		resp.End = pageToken(point)
 	}
-	ces, err := s.rooms.ClientEvents(ctx, evs, roomserver.Viewer{UserID: req.UserID, DeviceID: req.DeviceID, Ignored: ignored})
+	chunk, err := s.renderBundled(ctx, h, evs, req.UserID, req.DeviceID, ignored)
 	if err != nil {
 		return nil, err
 	}
-	mem, err := h.memberships(ctx, evs)
-	if err != nil {
-		return nil, err
-	}
-	format := newEventFormat(nil, true)
-	for i, e := range evs {
-		resp.Chunk = append(resp.Chunk, format.render(ces[i], e, mem[e.Position]))
-	}
+	resp.Chunk = chunk
 	if filter.lazyMembers() {
 		if resp.State, err = h.senderMembers(ctx, evs, req); err != nil {
 			return nil, err
