@@ -333,16 +333,21 @@ func notificationInsertSQL(n int) string {
 	b.WriteString(`INSERT INTO push_notifications (user_id, room_nid, event_nid, thread_id, highlight, actions)
 		SELECT v.column1, CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS INTEGER), CAST($5 AS TEXT)
 		FROM (VALUES `)
+	writeValueRows(&b, 6, n)
+	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING RETURNING user_id`)
+	return b.String()
+}
+
+// writeValueRows writes n one-column VALUES rows "($from), ($from+1), …".
+func writeValueRows(b *strings.Builder, from, n int) {
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("($")
-		b.WriteString(strconv.Itoa(6 + i))
+		b.WriteString(strconv.Itoa(from + i))
 		b.WriteString(")")
 	}
-	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING RETURNING user_id`)
-	return b.String()
 }
 
 // readUpToSQL is the position a user has read up to for notification n
@@ -395,15 +400,7 @@ func (p *Push) CountUnread(ctx context.Context, userID string, roomIDs []string,
 		return nil, nil
 	}
 	// A room listed twice would be counted twice (it is a VALUES row).
-	seen := make(map[string]bool, len(roomIDs))
-	unique := roomIDs[:0:0]
-	for _, r := range roomIDs {
-		if !seen[r] {
-			seen[r] = true
-			unique = append(unique, r)
-		}
-	}
-	roomIDs = unique
+	roomIDs = slices.Compact(slices.Sorted(slices.Values(roomIDs)))
 	q, args := unreadCountsQuery(userID, roomIDs, bounds, after, upTo)
 	rows, err := p.db.R.QueryContext(ctx, q, args...)
 	if err != nil {

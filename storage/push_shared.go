@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -180,14 +179,7 @@ func skipInsertSQL(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO push_skips (user_id, room_nid, event_nid)
 		SELECT v.column1, CAST($1 AS BIGINT), CAST($2 AS BIGINT) FROM (VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("($")
-		b.WriteString(strconv.Itoa(3 + i))
-		b.WriteString(")")
-	}
+	writeValueRows(&b, 3, n)
 	b.WriteString(`) AS v WHERE true ON CONFLICT (user_id, room_nid, event_nid) DO NOTHING`)
 	return b.String()
 }
