@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -59,7 +60,9 @@ func (s *Service) countRows(ctx context.Context, userID string, roomIDs []string
 	// Every notification of an event at or before pos is committed: the
 	// consumer commits its rows with its position.
 	pos := s.committed.get()
-	roomIDs = uniqueRooms(roomIDs)
+	// Each room once (its rows are appended per room below); the order
+	// does not matter, the caller gets a map.
+	roomIDs = slices.Compact(slices.Sorted(slices.Values(roomIDs)))
 	bounds, err := s.store.ReadBounds(ctx, userID, roomIDs)
 	if err != nil {
 		return nil, err
@@ -97,19 +100,6 @@ func (s *Service) countRows(ctx context.Context, userID string, roomIDs []string
 		out = append(out, base[room]...)
 	}
 	return out, nil
-}
-
-// uniqueRooms is roomIDs without repeats (each room is counted once).
-func uniqueRooms(roomIDs []string) []string {
-	seen := make(map[string]bool, len(roomIDs))
-	out := roomIDs[:0:0]
-	for _, r := range roomIDs {
-		if !seen[r] {
-			seen[r] = true
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // catchUp waits (at most catchUpWait) until the events committed so far
