@@ -600,7 +600,7 @@ func (a *Accounts) Deactivate(ctx context.Context, localpart string) error {
 	})
 }
 
-func queryStrings(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]string, error) {
+func queryStrings(ctx context.Context, tx queryer, q string, args ...any) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)

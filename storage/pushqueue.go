@@ -193,18 +193,20 @@ func (q *PushQueue) RemovePusher(ctx context.Context, k PusherKey) error {
 // UnreadTotal is a user's unread notification count across the rooms
 // they are joined to or invited to (the push gateway's counts.unread).
 func (q *PushQueue) UnreadTotal(ctx context.Context, userID string) (int64, error) {
-	var n int64
-	// Explicit rows plus the shared rows inside the user's join spans.
-	err := q.db.R.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM push_notifications n
-		JOIN rooms r ON r.room_nid = n.room_nid
-		JOIN room_members m ON m.room_nid = n.room_nid AND m.user_id = n.user_id AND m.membership IN ('join', 'invite')
-		WHERE n.user_id = $1 AND n.event_nid > `+readUpToSQL+`) + (SELECT COUNT(*) FROM push_member_spans sp
-		JOIN rooms r ON r.room_nid = sp.room_nid
-		JOIN room_members m ON m.room_nid = sp.room_nid AND m.user_id = sp.user_id AND m.membership IN ('join', 'invite')
-		JOIN push_shared n ON `+sharedForUserSQL("sp.user_id")+`
-		WHERE sp.user_id = $1 AND n.event_nid > `+readUpTo("sp.user_id")+`)`, userID).Scan(&n)
+	// Counted like /sync's counts (Push.UnreadCounts: receipts read once,
+	// index ranges from them), over the rooms the user is in.
+	rooms, err := queryStrings(ctx, q.db.R, `SELECT r.room_id FROM room_members m JOIN rooms r ON r.room_nid = m.room_nid
+		WHERE m.user_id = $1 AND m.membership IN ('join', 'invite')`, userID)
 	if err != nil {
 		return 0, fmt.Errorf("read unread total: %w", err)
+	}
+	counts, err := NewPush(q.db).UnreadCounts(ctx, userID, rooms)
+	if err != nil {
+		return 0, fmt.Errorf("read unread total: %w", err)
+	}
+	var n int64
+	for _, c := range counts {
+		n += c.Notifications
 	}
 	return n, nil
 }
