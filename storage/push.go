@@ -353,14 +353,10 @@ func writeValueRows(b *strings.Builder, from, n int) {
 // readUpToSQL is the position a user has read up to for notification n
 // (in the room whose room ID is r.room_id): the furthest m.read or
 // m.read.private receipt that is unthreaded or in n's thread ("Marking
-// notifications as read").
-var readUpToSQL = readUpTo("n.user_id")
-
-// readUpTo is readUpToSQL for the user userExpr.
-func readUpTo(userExpr string) string {
-	return `COALESCE((SELECT MAX(rc.event_pos) FROM receipts rc WHERE rc.room_id = r.room_id AND rc.user_id = ` + userExpr + `
+// notifications as read"). Only the /notifications page uses it, for its
+// own rows; counts read the receipts once (ReadBounds).
+const readUpToSQL = `COALESCE((SELECT MAX(rc.event_pos) FROM receipts rc WHERE rc.room_id = r.room_id AND rc.user_id = n.user_id
 	AND rc.receipt_type IN ('m.read', 'm.read.private') AND (rc.thread_id = '' OR rc.thread_id = ` + threadSQL + `)), 0)`
-}
 
 // UnreadCount is one room's (thread's) unread notification count.
 type UnreadCount struct {
