@@ -32,6 +32,15 @@ type pendingWrite struct {
 // that queues the write, so queue order is position order) and commits
 // whatever has queued up while the previous commit ran, many rooms per
 // transaction: concurrent sends share one commit and one fsync.
+//
+// Where a commit does not flush itself (SQLite at the default durability,
+// storage.Rooms.CommitsUnflushed) the fsync runs in a second stage, the
+// flusher: the writer commits batch n+1 while the flusher flushes batch n,
+// and one fsync covers every batch committed before it started. Nothing of
+// a batch is acknowledged or announced to /sync before its flush, so an
+// acknowledged event survives a power loss exactly as with
+// synchronous=FULL; the single writer connection just no longer sits idle
+// through the fsync.
 type writer struct {
 	store    *storage.Rooms
 	notifier *Notifier
@@ -44,11 +53,28 @@ type writer struct {
 	closed  bool
 	wake    chan struct{}
 	stopped chan struct{}
+
+	// flushing is nil where commits flush themselves.
+	flushing *flusher
+}
+
+// flusher is the writer's second stage: committed batches waiting for the
+// log flush that makes them durable, in commit order.
+type flusher struct {
+	mu      sync.Mutex
+	batches [][]*pendingWrite
+	closed  bool
+	wake    chan struct{}
+	stopped chan struct{}
 }
 
 func newWriter(store *storage.Rooms, n *Notifier, log *slog.Logger, lastPos int64, maxBatch int) *writer {
 	w := &writer{store: store, notifier: n, log: log, maxBatch: maxBatch, next: lastPos,
 		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	if store.CommitsUnflushed() {
+		w.flushing = &flusher{wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+		go w.runFlusher()
+	}
 	go w.run()
 	return w
 }
@@ -88,6 +114,17 @@ func (w *writer) close() {
 
 func (w *writer) run() {
 	defer close(w.stopped)
+	if f := w.flushing; f != nil {
+		// Stop the flusher after the last commit, and wait for it: close
+		// returns only once every queued write has been answered.
+		defer func() {
+			f.mu.Lock()
+			f.closed = true
+			f.mu.Unlock()
+			f.signal()
+			<-f.stopped
+		}()
+	}
 	for {
 		w.mu.Lock()
 		n := min(len(w.queue), w.maxBatch)
@@ -149,11 +186,62 @@ func (w *writer) commit(batch []*pendingWrite) {
 		if err != nil {
 			w.log.Error("room batch failed", "events", len(batch), "err", err)
 			failAll(err)
+		} else if f := w.flushing; f != nil {
+			f.mu.Lock()
+			f.batches = append(f.batches, batch)
+			f.mu.Unlock()
+			f.signal()
+			return
 		} else {
 			w.notifier.advance(batch[len(batch)-1].last)
 		}
 	}
 	for _, pw := range batch {
 		pw.reply(pw.err)
+	}
+}
+
+func (f *flusher) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runFlusher flushes the log for every batch committed before the flush
+// began, then announces and answers them. A failed flush fails its writes
+// (committed, but not known to be on disk) and every later one: DB.FlushLog
+// stays failed until a restart.
+func (w *writer) runFlusher() {
+	f := w.flushing
+	defer close(f.stopped)
+	for {
+		f.mu.Lock()
+		batches := f.batches
+		f.batches = nil
+		closed := f.closed
+		f.mu.Unlock()
+		if len(batches) == 0 {
+			if closed {
+				return
+			}
+			<-f.wake
+			continue
+		}
+		err := w.store.FlushLog()
+		if err != nil {
+			w.log.Error("event log flush failed; committed events are not acknowledged", "err", err)
+		} else {
+			last := batches[len(batches)-1]
+			w.notifier.advance(last[len(last)-1].last)
+		}
+		for _, batch := range batches {
+			for _, pw := range batch {
+				if err != nil && pw.err == nil {
+					pw.err = err
+				}
+				pw.reply(pw.err)
+			}
+		}
 	}
 }

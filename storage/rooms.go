@@ -141,9 +141,10 @@ type RoomWrite struct {
 // set of distinct statement texts (which PostgreSQL caches prepared) stays
 // small.
 type WriteTx struct {
-	r   *Rooms
-	ctx context.Context
-	tx  *sql.Tx
+	r       *Rooms
+	ctx     context.Context
+	tx      *sql.Tx
+	release func() // returns the writer connection (DB.BeginUnflushed)
 
 	heads map[int64]RoomHead
 	order []int64
@@ -157,30 +158,44 @@ type WriteTx struct {
 	relations                     [][]any
 }
 
-// Begin starts a write transaction for a batch of RoomWrites.
+// Begin starts a write transaction for a batch of RoomWrites. Its commit
+// may not wait for the disk (DB.BeginUnflushed): when CommitsUnflushed
+// says so, nothing in a batch may be acknowledged before FlushLog.
 func (r *Rooms) Begin(ctx context.Context) (*WriteTx, error) {
-	tx, err := r.db.W.BeginTx(ctx, nil)
+	tx, release, err := r.db.BeginUnflushed(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin room batch: %w", err)
 	}
-	return &WriteTx{r: r, ctx: ctx, tx: tx, heads: map[int64]RoomHead{},
+	return &WriteTx{r: r, ctx: ctx, tx: tx, release: release, heads: map[int64]RoomHead{},
 		current: map[[3]string]int{}, members: map[[2]string]int{}}, nil
 }
 
+// CommitsUnflushed reports whether a committed WriteTx survives a power
+// loss only after FlushLog (SQLite at the default durability). Elsewhere
+// its commit is already as durable as configured.
+func (r *Rooms) CommitsUnflushed() bool { return r.db.Engine == SQLite && r.db.FlushEachCommit }
+
+// FlushLog makes every committed batch survive a power loss (DB.FlushLog).
+func (r *Rooms) FlushLog() error { return r.db.FlushLog() }
+
 // Rollback abandons the batch.
-func (w *WriteTx) Rollback() error { return w.tx.Rollback() }
+func (w *WriteTx) Rollback() error {
+	defer w.release()
+	return w.tx.Rollback()
+}
 
 // Commit writes the buffered rows and each touched room's final head, then
 // commits.
 func (w *WriteTx) Commit() error {
 	if err := w.flush(); err != nil {
-		_ = w.tx.Rollback()
+		_ = w.Rollback()
 		return err
 	}
 	if err := w.writeHeads(); err != nil {
-		_ = w.tx.Rollback()
+		_ = w.Rollback()
 		return err
 	}
+	defer w.release()
 	if err := w.tx.Commit(); err != nil {
 		return fmt.Errorf("commit room batch: %w", err)
 	}

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Sentinel errors. Implementations wrap them; callers use errors.Is.
@@ -42,8 +44,18 @@ type DB struct {
 	migrations fs.FS
 	// FlushEachCommit is set by the SQLite engine when every commit is
 	// flushed to disk (synchronous=FULL, the default durability); see
-	// TxRederivable.
+	// TxRederivable and BeginUnflushed.
 	FlushEachCommit bool
+	// WALPath is the SQLite write-ahead log that FlushLog flushes (set by
+	// the SQLite engine; empty elsewhere).
+	WALPath string
+
+	// flushFailed holds the first failed flush of the log: after a failed
+	// fsync the kernel may have dropped the dirty pages, so a later
+	// successful fsync proves nothing and no unflushed commit may be
+	// acknowledged again until the process restarts and SQLite recovers
+	// from what the log on disk holds.
+	flushFailed atomic.Pointer[error]
 }
 
 // New wraps already-opened pools; the engine packages call it.
@@ -93,40 +105,98 @@ func finish(tx *sql.Tx, fn func(tx *sql.Tx) error) error {
 // next flushed commit; after a power loss the writer re-derives it. Never
 // use it for anything acknowledged to a client.
 func (db *DB) TxRederivable(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	switch {
-	case db.Engine == Postgres:
+	if db.Engine == Postgres {
 		return db.Tx(ctx, func(tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 				return fmt.Errorf("relax commit: %w", err)
 			}
 			return fn(tx)
 		})
-	case !db.FlushEachCommit:
-		return db.Tx(ctx, fn)
 	}
-	// synchronous is per connection and cannot change inside a
-	// transaction: pin the single writer connection around BEGIN…COMMIT
-	// and put FULL back before anyone else can use it.
+	tx, release, err := db.BeginUnflushed(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return finish(tx, fn)
+}
+
+// BeginUnflushed begins a write transaction whose commit does not wait for
+// the disk. Where every commit is otherwise flushed (SQLite at the default
+// durability) it pins the single writer connection with synchronous=NORMAL
+// — per connection, and unchangeable inside a transaction — and release
+// puts FULL back before anyone else can use the connection; elsewhere it is
+// a plain BeginTx and release does nothing. The commit survives a crash of
+// the process at once (the WAL is written before COMMIT returns) and a
+// power loss after the next FlushLog or flushed commit. Call release after
+// the transaction has ended.
+func (db *DB) BeginUnflushed(ctx context.Context) (*sql.Tx, func(), error) {
+	if db.Engine != SQLite || !db.FlushEachCommit {
+		tx, err := db.W.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("begin: %w", err)
+		}
+		return tx, func() {}, nil
+	}
 	conn, err := db.W.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("writer connection: %w", err)
+		return nil, nil, fmt.Errorf("writer connection: %w", err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		return fmt.Errorf("relax commit: %w", err)
-	}
-	defer func() {
+	release := func() {
 		if _, err := conn.ExecContext(context.Background(), `PRAGMA synchronous = FULL`); err != nil {
 			// The connection must not serve durable commits unflushed:
 			// drop it, the pool opens a fresh one with FULL.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-	}()
+		_ = conn.Close()
+	}
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("relax commit: %w", err)
+	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		release()
+		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	return finish(tx, fn)
+	return tx, release, nil
+}
+
+// FlushLog makes every transaction committed so far survive a power loss:
+// on SQLite at the default durability it fsyncs the write-ahead log, which
+// is what synchronous=FULL does inside COMMIT, here done outside the
+// single writer connection so the next transaction can run meanwhile.
+// Elsewhere every commit is already as durable as configured and FlushLog
+// does nothing. It is safe beside checkpoints: SQLite flushes the log
+// before it copies frames into the database and flushes the database
+// before it rewinds the log, so frames are never rewound unflushed. Once a
+// flush has failed, FlushLog keeps failing (see flushFailed).
+func (db *DB) FlushLog() error {
+	if db.Engine != SQLite || !db.FlushEachCommit || db.WALPath == "" {
+		return nil
+	}
+	if failed := db.flushFailed.Load(); failed != nil {
+		return *failed
+	}
+	// Opened per flush, not kept: the log is removed when the last
+	// connection closes (after a full checkpoint) and a kept descriptor
+	// would then flush a file nobody writes.
+	f, err := os.OpenFile(db.WALPath, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // checkpointed into the flushed database and removed
+	}
+	if err == nil {
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("flush write-ahead log: %w", err)
+		db.flushFailed.CompareAndSwap(nil, &err)
+		return *db.flushFailed.Load()
+	}
+	return nil
 }
 
 // Migrate applies every numbered migration (NNNN_name.sql) not yet recorded

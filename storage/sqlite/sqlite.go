@@ -115,6 +115,7 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 	}
 	db := storage.New(storage.SQLite, w, r, sub)
 	db.FlushEachCommit = !o.Relaxed
+	db.WALPath = path + "-wal"
 	return db, nil
 }
 
