@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"unicode"
@@ -9,9 +10,11 @@ import (
 
 // Search is the portable half of server-side search (POST /search). The
 // index itself is engine DDL (migration 0050: an FTS5 table on SQLite, a
-// tsvector table with a GIN index on PostgreSQL), filled by triggers on
-// events in the same transaction as each event and emptied of an event
-// when a redaction rewrites it. The few statement fragments that differ
+// tsvector table with a GIN index on PostgreSQL) and is emptied of an
+// event by a trigger when a redaction rewrites it. PostgreSQL's triggers
+// fill it in each event's own transaction; SQLite's is filled in batches
+// behind the event log (CatchUp, migration 0051), because FTS5 pays per
+// transaction and SQLite's writer is the send path's one serial stage. The few statement fragments that differ
 // per engine — how to match the index and how to rank — are a
 // SearchDialect the engine packages register; everything else (access,
 // filters, order, pagination) is written once here.
@@ -36,6 +39,11 @@ type SearchDialect struct {
 	// Query turns search words into the engine's query text ($1). Words
 	// are letters and digits only (SearchWords), so they need no escaping.
 	Query func(words []string) string
+	// Index, when set, inserts the index rows of the events with
+	// positions in ($1, $2] and the index follows the event log from
+	// event_search_position (CatchUp); when empty the engine's triggers
+	// index each event in its own transaction.
+	Index string
 }
 
 var searchDialects = map[Engine]SearchDialect{}
@@ -156,6 +164,62 @@ func (s *Search) searchWhere(q SearchQuery) (string, []any, error) {
 	in("e.sender", q.NotSenders, true)
 	return b.String(), args, nil
 }
+
+// Batched reports whether the index follows the event log in batches
+// (CatchUp) rather than inside each event's transaction.
+func (s *Search) Batched() bool { return searchDialects[s.db.Engine].Index != "" }
+
+// searchCatchUpBatch bounds the events one CatchUp transaction indexes,
+// so a long backlog never holds the writer for long.
+const searchCatchUpBatch = 4096
+
+// CatchUp indexes every event stored since the index last caught up; a
+// search calls it first so it finds what was just sent, and a background
+// loop (syncapi) calls it a few times a second. Engines that index in the
+// event's own transaction have nothing to do. The index and its position
+// commit together and are derived from the log, hence TxRederivable.
+func (s *Search) CatchUp(ctx context.Context) error {
+	d := searchDialects[s.db.Engine]
+	if d.Index == "" {
+		return nil
+	}
+	// Most calls find nothing to do: ask a reader first rather than take
+	// the write lock.
+	var from, last int64
+	if err := s.db.R.QueryRowContext(ctx, searchPositionSQL).Scan(&from, &last); err != nil {
+		return fmt.Errorf("read search position: %w", err)
+	}
+	if last <= from {
+		return nil
+	}
+	for {
+		more := false
+		err := s.db.TxRederivable(ctx, func(tx *sql.Tx) error {
+			var from, last int64
+			if err := tx.QueryRowContext(ctx, searchPositionSQL).Scan(&from, &last); err != nil {
+				return fmt.Errorf("read search position: %w", err)
+			}
+			if last <= from {
+				return nil
+			}
+			to := min(last, from+searchCatchUpBatch)
+			more = to < last
+			if _, err := tx.ExecContext(ctx, d.Index, from, to); err != nil {
+				return fmt.Errorf("index events: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE event_search_position SET indexed_nid = $1`, to); err != nil {
+				return fmt.Errorf("advance search position: %w", err)
+			}
+			return nil
+		})
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// searchPositionSQL reads the indexer's position and the newest event.
+const searchPositionSQL = `SELECT p.indexed_nid, COALESCE((SELECT MAX(event_nid) FROM events), 0) FROM event_search_position p`
 
 // Search returns one page of matching events in the requested order.
 func (s *Search) Search(ctx context.Context, q SearchQuery) ([]SearchHit, error) {

@@ -250,6 +250,11 @@ func (s *Service) Search(ctx context.Context, userID, deviceID string, req *Sear
 		out.Highlights = []string{}
 	}
 	resp.SearchCategories.RoomEvents = out
+	// Index what was sent since the background indexer last ran, so a
+	// search finds an event as soon as its send was answered.
+	if err := store.CatchUp(ctx); err != nil {
+		return nil, err
+	}
 	count, err := store.Count(ctx, q)
 	if err != nil {
 		return nil, err

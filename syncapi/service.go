@@ -132,9 +132,51 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.quit = make(chan struct{})
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.watchActivity()
+	go s.indexSearch()
 	return s, nil
+}
+
+// searchIndexEvery paces the background search indexer: FTS5 pays per
+// transaction, so indexing a fifth of a second of events at a time keeps
+// its cost per event low while a search (which catches up first) never
+// waits for more than that much.
+const searchIndexEvery = 200 * time.Millisecond
+
+// indexSearch keeps the search index close behind the event log
+// (storage.Search.CatchUp) on engines that index in batches: after new
+// events it waits searchIndexEvery, so one transaction indexes everything
+// sent meanwhile.
+func (s *Service) indexSearch() {
+	defer s.bg.Done()
+	store := storage.NewSearch(s.opts.DB)
+	if !store.Batched() {
+		return
+	}
+	seen := s.rooms.Notifier().Position()
+	for {
+		pos, ch := s.rooms.Notifier().Changed()
+		if pos <= seen {
+			select {
+			case <-ch:
+				continue
+			case <-s.quit:
+				return
+			}
+		}
+		select {
+		case <-time.After(searchIndexEvery):
+		case <-s.quit:
+			return
+		}
+		seen = s.rooms.Notifier().Position()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := store.CatchUp(ctx); err != nil {
+			s.log.Warn("indexing new events for search failed", "err", err)
+		}
+		cancel()
+	}
 }
 
 // watchActivity counts sending an event as presence activity: it waits on

@@ -25,5 +25,18 @@ func init() {
 			}
 			return strings.Join(terms, " ")
 		},
+		// The text of each searchable event in ($1, $2] (migration 0051);
+		// json_type 'text' skips a body that is not a string, and a
+		// redacted event has nothing left to index.
+		Index: `INSERT INTO event_search (rowid, value)
+			SELECT e.event_nid, json_extract(e.json, e.path)
+			FROM (SELECT event_nid, json,
+			             CASE type WHEN 'm.room.message' THEN '$.content.body'
+			                       WHEN 'm.room.name' THEN '$.content.name'
+			                       ELSE '$.content.topic' END AS path
+			      FROM events
+			      WHERE event_nid > $1 AND event_nid <= $2 AND redacted_by_nid IS NULL
+			        AND type IN ('m.room.message', 'm.room.name', 'm.room.topic')) e
+			WHERE json_type(e.json, e.path) = 'text'`,
 	})
 }
