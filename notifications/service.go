@@ -309,10 +309,7 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) (sto
 					return out, err
 				}
 			}
-			acts, err := json.Marshal(res.Actions)
-			if err != nil {
-				return out, fmt.Errorf("encode actions: %w", err)
-			}
+			acts := res.ActionsJSON
 			if joined && !res.Highlight && string(acts) == plainActions {
 				plain = append(plain, u)
 				continue

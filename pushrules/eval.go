@@ -93,12 +93,16 @@ type Room struct {
 
 // Result is the outcome for one user.
 type Result struct {
-	Matched   bool
-	Kind      string
-	RuleID    string
-	Actions   []Action
-	Notify    bool
-	Highlight bool
+	Matched bool
+	Kind    string
+	RuleID  string
+	Actions []Action
+	// ActionsJSON is Actions encoded, once per compiled rule: the
+	// notifications consumer stores it for every notified member of every
+	// event, and encoding it per member was 4% of the send path's CPU.
+	ActionsJSON json.RawMessage
+	Notify      bool
+	Highlight   bool
 }
 
 type compiledCond struct {
@@ -113,8 +117,9 @@ type compiledCond struct {
 }
 
 type compiledRule struct {
-	rule  Rule
-	conds []compiledCond
+	rule        Rule
+	actionsJSON json.RawMessage
+	conds       []compiledCond
 	// content/room/sender rules
 	m      matcher
 	target string
@@ -134,6 +139,9 @@ func Compile(rs Ruleset) *Evaluator {
 		for _, r := range *rs.List(k) {
 			r.Kind = k
 			cr := compiledRule{rule: r}
+			// Actions were decoded from JSON (or are the built-in
+			// defaults), so they always encode.
+			cr.actionsJSON, _ = json.Marshal(r.Actions)
 			switch k {
 			case KindOverride, KindUnderride:
 				for _, c := range r.Conditions {
@@ -283,7 +291,7 @@ func (e *Evaluator) Evaluate(ev *Event, room *Room, displayName string) Result {
 		if !r.rule.Enabled || !r.matches(ev, room, displayName) {
 			continue
 		}
-		res := Result{Matched: true, Kind: r.rule.Kind, RuleID: r.rule.RuleID, Actions: r.rule.Actions}
+		res := Result{Matched: true, Kind: r.rule.Kind, RuleID: r.rule.RuleID, Actions: r.rule.Actions, ActionsJSON: r.actionsJSON}
 		for _, a := range r.rule.Actions {
 			switch {
 			case a.Notify:

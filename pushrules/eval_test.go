@@ -1,6 +1,7 @@
 package pushrules
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,14 @@ func TestDefaultRules(t *testing.T) {
 			got := e.Evaluate(ev(t, tc.event), tc.room, "Alice")
 			if got.RuleID != tc.rule || got.Notify != tc.notify || got.Highlight != tc.highlight {
 				t.Fatalf("got rule %q notify %v highlight %v; want %q %v %v", got.RuleID, got.Notify, got.Highlight, tc.rule, tc.notify, tc.highlight)
+			}
+			// The actions encoded at compile time are the matched rule's.
+			want := []byte(nil)
+			if got.Matched {
+				want, _ = json.Marshal(got.Actions)
+			}
+			if !bytes.Equal(got.ActionsJSON, want) {
+				t.Fatalf("ActionsJSON %s, want %s", got.ActionsJSON, want)
 			}
 		})
 	}
