@@ -12,6 +12,7 @@ package clientapi
 import (
 	"errors"
 	"fmt"
+	"github.com/gorilla/mux"
 	"net"
 	"net/http"
 	"strings"
@@ -60,6 +61,15 @@ type api struct {
 // New returns the Client-Server API handler: the routes below under CORS,
 // unknown paths 404 M_UNRECOGNIZED, wrong methods 405 M_UNRECOGNIZED.
 func New(opts Options) (http.Handler, error) {
+	r, err := newRouter(opts)
+	if err != nil {
+		return nil, err
+	}
+	return httpapi.CORS(legacyR0(r)), nil
+}
+
+// newRouter registers every route of opts' services.
+func newRouter(opts Options) (*mux.Router, error) {
 	if opts.Config == nil || opts.Accounts == nil {
 		return nil, errors.New("clientapi: Config and Accounts are required")
 	}
@@ -82,6 +92,13 @@ func New(opts Options) (http.Handler, error) {
 	}
 	const c, v1, v3 = "/_matrix/client", "/_matrix/client/v1", "/_matrix/client/v3"
 
+	// gorilla/mux tries routes in registration order, matching each one's
+	// regular expression against the path: /sync and the room routes
+	// (send first) go first, because walking ~45 earlier routes was 6% of
+	// the send path's CPU. No two routes match the same method and path
+	// (TestRoutesDoNotOverlap), so the order changes nothing else.
+	a.registerSyncRoutes(r, opts.Sync, v1, v3)
+	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
 	handle(http.MethodGet, "/.well-known/matrix/client", a.handle(a.wellKnownClient))
 	handle(http.MethodGet, "/.well-known/matrix/server", a.handle(a.wellKnownServer))
 	handle(http.MethodGet, c+"/versions", a.handle(a.versions))
@@ -109,12 +126,10 @@ func New(opts Options) (http.Handler, error) {
 	handle(http.MethodGet, "/_synapse/admin/v1/register", a.handle(a.sharedSecretNonce))
 	handle(http.MethodPost, "/_synapse/admin/v1/register", a.handle(a.sharedSecretRegister))
 	handle(http.MethodGet, "/_synapse/admin/v1/users/{userId}/admin", a.authed(a.adminStatus))
-	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
-	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	a.registerKeyRoutes(r, opts.Keys, v3)
 	a.registerPushRoutes(r, opts.Push, v3)
 	a.registerMediaRoutes(r, opts.Media)
-	return httpapi.CORS(legacyR0(r)), nil
+	return r, nil
 }
 
 // legacyR0 serves the r0 prefix as v3. NOTSPEC: spec v1.1 renamed r0 to v3

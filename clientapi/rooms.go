@@ -51,6 +51,8 @@ func (a *api) registerRoomRoutes(r *mux.Router, rooms *roomserver.Service, v1, v
 		r.Handle(path, h).Methods(method)
 	}
 	const room = "/rooms/{roomId}"
+	// The most requested route first (see New).
+	handle(http.MethodPut, v3+room+"/send/{eventType}/{txnId}", a.authed(ra.send))
 	handle(http.MethodPost, v3+"/createRoom", a.authed(ra.createRoom))
 	handle(http.MethodPost, v3+room+"/upgrade", a.authed(ra.upgrade))
 	handle(http.MethodPost, v3+"/user_directory/search", a.authed(ra.searchUserDirectory))
@@ -71,7 +73,6 @@ func (a *api) registerRoomRoutes(r *mux.Router, rooms *roomserver.Service, v1, v
 
 	// Events and state (rooms_events.go). The state key may be empty, with
 	// or without the trailing slash; "[^/]*" lets the variable match "".
-	handle(http.MethodPut, v3+room+"/send/{eventType}/{txnId}", a.authed(ra.send))
 	handle(http.MethodGet, v3+room+"/state", a.authed(ra.state))
 	handle(http.MethodGet, v3+room+"/state/{eventType}", a.authed(ra.stateEvent))
 	handle(http.MethodGet, v3+room+"/state/{eventType}/{stateKey:[^/]*}", a.authed(ra.stateEvent))
