@@ -172,11 +172,11 @@ func (db *DB) BeginUnflushed(ctx context.Context) (*sql.Tx, func(), error) {
 // before it rewinds the log, so frames are never rewound unflushed. Once a
 // flush has failed, FlushLog keeps failing (see flushFailed).
 func (db *DB) FlushLog() error {
-	if db.Engine != SQLite || !db.FlushEachCommit || db.WALPath == "" {
-		return nil
-	}
 	if failed := db.flushFailed.Load(); failed != nil {
 		return *failed
+	}
+	if db.Engine != SQLite || !db.FlushEachCommit || db.WALPath == "" {
+		return nil
 	}
 	// Opened per flush, not kept: the log is removed when the last
 	// connection closes (after a full checkpoint) and a kept descriptor

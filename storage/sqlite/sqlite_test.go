@@ -259,3 +259,44 @@ func TestTxRederivable(t *testing.T) {
 		})
 	}
 }
+
+// FlushLog fsyncs the write-ahead log only where commits are meant to be
+// flushed (full durability), and once a flush has failed it keeps failing.
+func TestFlushLog(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		o        Options
+		badPath  bool
+		wantFail bool
+	}{
+		{"full", Options{}, false, false},
+		{"full, log cannot be opened", Options{}, true, true},
+		{"relaxed flushes nothing", Options{Relaxed: true}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := OpenWith(filepath.Join(dir, "x.db"), 2, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if db.WALPath != filepath.Join(dir, "x.db-wal") {
+				t.Fatalf("WALPath %q", db.WALPath)
+			}
+			if _, err := db.W.ExecContext(context.Background(), `CREATE TABLE t (x INTEGER)`); err != nil {
+				t.Fatal(err)
+			}
+			good := db.WALPath
+			if tc.badPath {
+				db.WALPath = dir // a directory: opening it for writing fails
+			}
+			if err := db.FlushLog(); (err != nil) != tc.wantFail {
+				t.Fatalf("FlushLog: %v, want failure %v", err, tc.wantFail)
+			}
+			db.WALPath = good
+			if err := db.FlushLog(); (err != nil) != tc.wantFail {
+				t.Fatalf("FlushLog with a good path after that: %v, want failure %v", err, tc.wantFail)
+			}
+		})
+	}
+}
