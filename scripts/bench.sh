@@ -84,7 +84,8 @@ remaining() { echo $((TOTAL_BUDGET - (SECONDS - START))); }
 RESERVE=$((BENCH_TIMEOUT + 30))
 
 log "building myelin and myelin-load"
-$GO build -o "$WORK/myelin" ./cmd/myelin
+# Static, as `make build` builds it (see the Makefile).
+CGO_ENABLED=0 $GO build -o "$WORK/myelin" ./cmd/myelin
 $GO build -o "$WORK/myelin-load" ./cmd/myelin-load
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
