@@ -156,26 +156,39 @@ func (s *Service) indexSearch() {
 	}
 	seen := s.rooms.Notifier().Position()
 	for {
-		pos, ch := s.rooms.Notifier().Changed()
-		if pos <= seen {
-			select {
-			case <-ch:
-				continue
-			case <-s.quit:
-				return
-			}
+		pos, ok := s.eventsAfter(seen)
+		if !ok {
+			return
 		}
 		select {
 		case <-time.After(searchIndexEvery):
 		case <-s.quit:
 			return
 		}
-		seen = s.rooms.Notifier().Position()
+		// Everything up to pos, and whatever came during the wait.
+		seen = max(pos, s.rooms.Notifier().Position())
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := store.CatchUp(ctx); err != nil {
 			s.log.Warn("indexing new events for search failed", "err", err)
 		}
 		cancel()
+	}
+}
+
+// eventsAfter waits, on the roomserver's Notifier (no polling), until
+// events past seen are committed and returns the new position; false once
+// the service is closing.
+func (s *Service) eventsAfter(seen int64) (int64, bool) {
+	for {
+		pos, ch := s.rooms.Notifier().Changed()
+		if pos > seen {
+			return pos, true
+		}
+		select {
+		case <-ch:
+		case <-s.quit:
+			return 0, false
+		}
 	}
 }
 
@@ -188,14 +201,9 @@ func (s *Service) watchActivity() {
 	suffix := ":" + s.rooms.ServerName()
 	seen := s.rooms.Notifier().Position()
 	for {
-		pos, ch := s.rooms.Notifier().Changed()
-		if pos <= seen {
-			select {
-			case <-ch:
-				continue
-			case <-s.quit:
-				return
-			}
+		pos, ok := s.eventsAfter(seen)
+		if !ok {
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		senders, err := s.store.SendersBetween(ctx, seen, pos)
