@@ -173,7 +173,7 @@ func (r *Rooms) Begin(ctx context.Context) (*WriteTx, error) {
 // CommitsUnflushed reports whether a committed WriteTx survives a power
 // loss only after FlushLog (SQLite at the default durability). Elsewhere
 // its commit is already as durable as configured.
-func (r *Rooms) CommitsUnflushed() bool { return r.db.Engine == SQLite && r.db.FlushEachCommit }
+func (r *Rooms) CommitsUnflushed() bool { return r.db.CommitsUnflushed() }
 
 // FlushLog makes every committed batch survive a power loss (DB.FlushLog).
 func (r *Rooms) FlushLog() error { return r.db.FlushLog() }

@@ -14,10 +14,11 @@ import (
 // event by a trigger when a redaction rewrites it. PostgreSQL's triggers
 // fill it in each event's own transaction; SQLite's is filled in batches
 // behind the event log (CatchUp, migration 0051), because FTS5 pays per
-// transaction and SQLite's writer is the send path's one serial stage. The few statement fragments that differ
-// per engine — how to match the index and how to rank — are a
-// SearchDialect the engine packages register; everything else (access,
-// filters, order, pagination) is written once here.
+// transaction and SQLite's writer is the send path's one serial stage.
+// The few statement fragments that differ per engine — how to match the
+// index and how to rank — are a SearchDialect the engine packages
+// register; everything else (access, filters, order, pagination) is
+// written once here.
 type Search struct {
 	db *DB
 }

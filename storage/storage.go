@@ -131,7 +131,7 @@ func (db *DB) TxRederivable(ctx context.Context, fn func(tx *sql.Tx) error) erro
 // power loss after the next FlushLog or flushed commit. Call release after
 // the transaction has ended.
 func (db *DB) BeginUnflushed(ctx context.Context) (*sql.Tx, func(), error) {
-	if db.Engine != SQLite || !db.FlushEachCommit {
+	if !db.CommitsUnflushed() {
 		tx, err := db.W.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("begin: %w", err)
@@ -162,6 +162,12 @@ func (db *DB) BeginUnflushed(ctx context.Context) (*sql.Tx, func(), error) {
 	return tx, release, nil
 }
 
+// CommitsUnflushed reports whether a commit begun by BeginUnflushed
+// needs FlushLog to survive a power loss: SQLite at the default
+// durability. PostgreSQL's commits are flushed by the server (or, relaxed,
+// never), as are SQLite's at relaxed durability.
+func (db *DB) CommitsUnflushed() bool { return db.Engine == SQLite && db.FlushEachCommit }
+
 // FlushLog makes every transaction committed so far survive a power loss:
 // on SQLite at the default durability it fsyncs the write-ahead log, which
 // is what synchronous=FULL does inside COMMIT, here done outside the
@@ -175,7 +181,7 @@ func (db *DB) FlushLog() error {
 	if failed := db.flushFailed.Load(); failed != nil {
 		return *failed
 	}
-	if db.Engine != SQLite || !db.FlushEachCommit || db.WALPath == "" {
+	if !db.CommitsUnflushed() || db.WALPath == "" {
 		return nil
 	}
 	// Opened per flush, not kept: the log is removed when the last
