@@ -545,8 +545,7 @@ func unreadCountsQuery(userID string, roomIDs []string, bounds map[string]ReadBo
 		UNION ALL
 		SELECT b.room_id AS room_id, ` + threadSQL + ` AS thread, COUNT(*) AS n, 0 AS h
 		FROM b CROSS JOIN rooms r CROSS JOIN u CROSS JOIN push_member_spans sp CROSS JOIN push_shared n
-		WHERE r.room_id = b.room_id AND sp.user_id = u.id AND sp.room_nid = r.room_nid AND ` + sharedForUserSQL("u.id") + `
-			AND n.event_nid > CASE WHEN b.lo >= sp.from_nid THEN b.lo ELSE sp.from_nid - 1 END` + ceiling + threadCond + `
+		WHERE r.room_id = b.room_id AND sp.user_id = u.id AND sp.room_nid = r.room_nid AND ` + sharedForUserSQL("u.id", "b.lo") + ceiling + threadCond + `
 		GROUP BY b.room_id, ` + threadSQL + `
 		) c GROUP BY c.room_id, c.thread`)
 	return q.String(), args
@@ -618,7 +617,7 @@ func notificationsSQL(hasBefore bool, limit int, onlyHighlight bool) string {
 			SELECT COALESCE(MAX((SELECT p.event_nid FROM push_notifications p WHERE p.user_id = $1 AND p.room_nid = rs.room_nid` + filter + `
 				ORDER BY p.event_nid DESC LIMIT 1 OFFSET ` + strconv.Itoa(limit-1) + `)), 0) FROM rs WHERE rs.room_nid IS NOT NULL
 		), scut(c) AS (
-			SELECT COALESCE(MAX((SELECT n.event_nid FROM push_shared n WHERE ` + sharedForUserSQL("$1") + sfilter + `
+			SELECT COALESCE(MAX((SELECT n.event_nid FROM push_shared n WHERE ` + sharedForUserSQL("$1", "") + sfilter + `
 				ORDER BY n.event_nid DESC LIMIT 1 OFFSET ` + strconv.Itoa(limit-1) + `)), 0) FROM push_member_spans sp WHERE sp.user_id = $1
 		), ep AS (
 			SELECT p.user_id, p.room_nid, p.event_nid, p.thread_id, p.highlight, p.actions
@@ -628,7 +627,7 @@ func notificationsSQL(hasBefore bool, limit int, onlyHighlight bool) string {
 		), sh AS (
 			SELECT CAST($1 AS TEXT) AS user_id, n.room_nid, n.event_nid, n.thread_id, 0 AS highlight, CAST(NULL AS TEXT) AS actions
 			FROM push_member_spans sp CROSS JOIN push_shared n
-			WHERE sp.user_id = $1 AND ` + sharedForUserSQL("$1") + ` AND n.event_nid >= (SELECT c FROM scut)` + sfilter + `
+			WHERE sp.user_id = $1 AND ` + sharedForUserSQL("$1", "") + ` AND n.event_nid >= (SELECT c FROM scut)` + sfilter + `
 			ORDER BY n.event_nid DESC LIMIT ` + strconv.Itoa(limit) + `
 		)
 		SELECT * FROM (SELECT * FROM ep UNION ALL SELECT * FROM sh) m ORDER BY m.event_nid DESC LIMIT ` + strconv.Itoa(limit)

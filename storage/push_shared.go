@@ -191,14 +191,26 @@ const openSpanEnd = `9223372036854775807`
 
 // sharedForUserSQL matches the shared rows n that notified the user
 // userExpr through the span sp: inside the span, not sent by the user,
-// not skipped for them. The sender test compares an expression, not the
-// column: PostgreSQL's generic plan (a prepared statement's sixth run)
-// estimates "column <> $1" as 1/ndistinct, i.e. no rows at all when one
-// user sent everything (a bot's room), and then nested-loops every row
-// with every span: unread counts took 2.9 s instead of 60 ms
-// (BenchmarkNotificationsList, one sender).
-func sharedForUserSQL(userExpr string) string {
-	return `n.room_nid = sp.room_nid AND n.event_nid >= sp.from_nid AND n.event_nid < COALESCE(sp.to_nid, ` + openSpanEnd + `)
+// not skipped for them. With after set (an SQL expression), only rows
+// after it: the span's start and after are folded into one lower bound,
+// because given two SQLite seeks to one of them and filters by the other.
+// It chose the span's start, so an unread count read every notification
+// since the user joined instead of those since their receipt (or since
+// the count cache's position): each /sync in a busy room cost more than
+// the one before (send_sync_fanout, docs/performance.md).
+//
+// The sender test compares an expression, not the column: PostgreSQL's
+// generic plan (a prepared statement's sixth run) estimates "column <> $1"
+// as 1/ndistinct, i.e. no rows at all when one user sent everything (a
+// bot's room), and then nested-loops every row with every span: unread
+// counts took 2.9 s instead of 60 ms (BenchmarkNotificationsList, one
+// sender).
+func sharedForUserSQL(userExpr, after string) string {
+	lower := `n.event_nid >= sp.from_nid`
+	if after != "" {
+		lower = `n.event_nid > CASE WHEN ` + after + ` >= sp.from_nid THEN ` + after + ` ELSE sp.from_nid - 1 END`
+	}
+	return `n.room_nid = sp.room_nid AND ` + lower + ` AND n.event_nid < COALESCE(sp.to_nid, ` + openSpanEnd + `)
 		AND n.sender || '' <> ` + userExpr + `
 		AND NOT EXISTS (SELECT 1 FROM push_skips k WHERE k.user_id = ` + userExpr + ` AND k.room_nid = n.room_nid AND k.event_nid = n.event_nid)`
 }
