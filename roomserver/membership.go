@@ -280,5 +280,9 @@ func (s *Service) Forget(ctx context.Context, roomID, userID string) error {
 	if err := s.store.SetForgotten(ctx, row.NID, userID); err != nil {
 		return err
 	}
+	s.members.changed(0)
 	return nil
 }
+
+// Memberships is the clock of membership changes (see MembershipClock).
+func (s *Service) Memberships() *MembershipClock { return &s.members }

@@ -69,6 +69,7 @@ type Service struct {
 	store    *storage.Rooms
 	writer   *writer
 	notifier *Notifier
+	members  MembershipClock
 	log      *slog.Logger
 
 	roomNIDs atomic.Int64
@@ -107,7 +108,8 @@ func New(db *storage.DB, cfg Config) (*Service, error) {
 	}
 	s.roomNIDs.Store(maxRoom)
 	s.groupIDs.Store(maxGroup)
-	s.writer = newWriter(store, s.notifier, s.log, maxEvent, cfg.MaxBatch)
+	s.members.last.Store(maxEvent)
+	s.writer = newWriter(store, s.notifier, &s.members, s.log, maxEvent, cfg.MaxBatch)
 	s.bgWG.Add(1)
 	go s.pruneTxns()
 	return s, nil

@@ -44,6 +44,7 @@ type pendingWrite struct {
 type writer struct {
 	store    *storage.Rooms
 	notifier *Notifier
+	members  *MembershipClock
 	log      *slog.Logger
 	maxBatch int
 
@@ -68,8 +69,8 @@ type flusher struct {
 	stopped chan struct{}
 }
 
-func newWriter(store *storage.Rooms, n *Notifier, log *slog.Logger, lastPos int64, maxBatch int) *writer {
-	w := &writer{store: store, notifier: n, log: log, maxBatch: maxBatch, next: lastPos,
+func newWriter(store *storage.Rooms, n *Notifier, members *MembershipClock, log *slog.Logger, lastPos int64, maxBatch int) *writer {
+	w := &writer{store: store, notifier: n, members: members, log: log, maxBatch: maxBatch, next: lastPos,
 		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if store.CommitsUnflushed() {
 		w.flushing = &flusher{wake: make(chan struct{}, 1), stopped: make(chan struct{})}
@@ -186,18 +187,40 @@ func (w *writer) commit(batch []*pendingWrite) {
 		if err != nil {
 			w.log.Error("room batch failed", "events", len(batch), "err", err)
 			failAll(err)
-		} else if f := w.flushing; f != nil {
-			f.mu.Lock()
-			f.batches = append(f.batches, batch)
-			f.mu.Unlock()
-			f.signal()
-			return
 		} else {
+			w.noteMemberships(batch)
+			if f := w.flushing; f != nil {
+				f.mu.Lock()
+				f.batches = append(f.batches, batch)
+				f.mu.Unlock()
+				f.signal()
+				return
+			}
 			w.notifier.advance(batch[len(batch)-1].last)
 		}
 	}
 	for _, pw := range batch {
 		pw.reply(pw.err)
+	}
+}
+
+// noteMemberships moves the membership clock past the batch's committed
+// membership events; before the batch is announced, so a reader that sees
+// its position also sees the clock moved.
+func (w *writer) noteMemberships(batch []*pendingWrite) {
+	var last int64
+	for _, pw := range batch {
+		if pw.err != nil {
+			continue
+		}
+		for i := range pw.rw.Events {
+			if pw.rw.Events[i].Membership != "" {
+				last = max(last, pw.rw.Events[i].NID)
+			}
+		}
+	}
+	if last > 0 {
+		w.members.changed(last)
 	}
 }
 

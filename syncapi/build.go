@@ -147,7 +147,7 @@ type roomResult struct {
 // plan decides which rooms the response covers and with which windows of
 // the event log.
 func (b *builder) plan(ctx context.Context) error {
-	members, err := b.s.store.UserRooms(ctx, b.req.UserID)
+	members, err := b.s.userRooms(ctx, b.req.UserID)
 	if err != nil {
 		return err
 	}

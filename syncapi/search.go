@@ -353,7 +353,7 @@ func (s *Service) searchPage(ctx context.Context, store *storage.Search, q stora
 	if err != nil {
 		return nil, nil, err
 	}
-	rooms, err := s.store.UserRooms(ctx, q.UserID)
+	rooms, err := s.userRooms(ctx, q.UserID)
 	if err != nil {
 		return nil, nil, err
 	}

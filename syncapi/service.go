@@ -69,6 +69,7 @@ type Service struct {
 	presence *presenceTracker
 	lazy     *lazyCache
 	events   *eventCache
+	members  *memberCache
 
 	// writeMu serialises writes to the durable streams (account data,
 	// receipts, presence): a position is handed out, written and published
@@ -116,7 +117,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		opts: opts, store: storage.NewSync(opts.DB), rooms: opts.Rooms, log: opts.Logger, now: opts.Now,
-		hub: newHub(), lazy: newLazyCache(10000), events: newEventCache(), ignored: map[string]map[string]bool{},
+		hub: newHub(), lazy: newLazyCache(10000), events: newEventCache(), members: newMemberCache(), ignored: map[string]map[string]bool{},
 	}
 	ctx := context.Background()
 	a, r, p, err := s.store.StreamPositions(ctx)

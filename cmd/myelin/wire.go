@@ -129,7 +129,7 @@ func wire(ctx context.Context, cfg *config.Config, db *storage.DB, keys *serverk
 	syncSvc, err := syncapi.New(syncapi.Options{DB: db, Rooms: rooms, Unread: unreadCounter{notif},
 		// The E2EE sections of /sync: to-device messages, device-list
 		// changes, one-time and fallback key counts.
-		ToDevice: e2eeSvc.ToDeviceInbox(), DeviceLists: deviceListTracker{e2eeSvc.DeviceLists()}, Keys: e2eeSvc,
+		ToDevice: e2eeSvc.ToDeviceInbox(), DeviceLists: deviceListTracker{DeviceLists: e2eeSvc.DeviceLists(), members: rooms.Memberships()}, Keys: e2eeSvc,
 		// The default push rules in the initial sync of a user who never
 		// edited theirs.
 		PushRules: notif,
