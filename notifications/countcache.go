@@ -85,3 +85,49 @@ func addCounts(base, delta []storage.UnreadCount) []storage.UnreadCount {
 	}
 	return out
 }
+
+// roomMarks keeps, per room, the newest event position with notification
+// rows committed by this process's consumer (explicit or shared). A count
+// cache entry exact up to upTo is then exact up to any later committed
+// position while its room's mark is at or before upTo: no row of the room
+// was added in between. Without it, every new notification anywhere made
+// every cached room of every user stale, and each /sync a message woke
+// re-counted all the reader's rooms (one VALUES row per room).
+//
+// Rooms without a mark had no rows added since floor, the consumer's
+// position at start-up; count entries are only made at or after it.
+type roomMarks struct {
+	mu    sync.RWMutex
+	floor int64
+	last  map[string]int64
+}
+
+func newRoomMarks(floor int64) *roomMarks {
+	return &roomMarks{floor: floor, last: map[string]int64{}}
+}
+
+// lastIn is the newest position with a committed notification in room.
+func (m *roomMarks) lastIn(room string) int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if p, ok := m.last[room]; ok {
+		return p
+	}
+	return m.floor
+}
+
+// note records a committed batch; before the consumer's position moves
+// past it, so a reader that sees the position sees the marks.
+func (m *roomMarks) note(b storage.NotificationBatch) {
+	if len(b.Explicit) == 0 && len(b.Shared) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range b.Explicit {
+		m.last[n.RoomID] = max(m.last[n.RoomID], n.EventNID)
+	}
+	for _, n := range b.Shared {
+		m.last[n.RoomID] = max(m.last[n.RoomID], n.EventNID)
+	}
+}

@@ -73,8 +73,8 @@ func (s *Service) countRows(ctx context.Context, userID string, roomIDs []string
 	for _, room := range roomIDs {
 		if e, ok := s.counts.get(userID, room); ok && e.upTo <= pos && e.bound.Equal(bounds[room]) {
 			base[room] = e.rows
-			if e.upTo == pos {
-				continue
+			if e.upTo == pos || s.marks.lastIn(room) <= e.upTo {
+				continue // no notification of the room since the entry
 			}
 			after[room] = e.upTo
 		}

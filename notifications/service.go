@@ -60,6 +60,7 @@ type Service struct {
 
 	states *stateCache
 	counts *countCache
+	marks  *roomMarks
 	wake   atomic.Pointer[func(userIDs ...string)]
 	// publish puts a user's rules in their m.push_rules account data.
 	publish atomic.Pointer[func(ctx context.Context, userID string, content json.RawMessage) error]
@@ -98,6 +99,7 @@ func New(opts Options) (*Service, error) {
 		}
 	}
 	s.committed = newPosition(pos)
+	s.marks = newRoomMarks(pos)
 	if opts.Wake != nil {
 		s.SetWake(opts.Wake)
 	}
@@ -176,6 +178,7 @@ func (s *Service) processBatch(ctx context.Context, after, upTo int64) (int64, e
 	if err := s.store.StoreBatch(ctx, consumerName, next, b); err != nil {
 		return after, err
 	}
+	s.marks.note(b)
 	s.committed.advance(next)
 	if wake := s.wake.Load(); wake != nil && (len(b.Explicit) > 0 || len(b.Shared) > 0) {
 		woken := map[string]bool{}
