@@ -131,3 +131,62 @@ func (m *roomMarks) note(b storage.NotificationBatch) {
 		m.last[n.RoomID] = max(m.last[n.RoomID], n.EventNID)
 	}
 }
+
+// countDelta is one notification row a batch added for a (user, room).
+type countDelta struct {
+	nid       int64
+	thread    string
+	highlight bool
+}
+
+// advance moves the cached counts of a committed batch's recipients past
+// it (events (after, next]): an entry exact up to after gains the rows
+// that count under its read bound and becomes exact up to next, so the
+// /sync the batch's notifications wake reads no notification rows at all.
+// Entries that are not exact up to after are left to be recounted. It runs
+// before marks.note(b) (an entry older than after is exact up to it when
+// its room has no mark since) and before the consumer's position moves.
+func (c *countCache) advance(after, next int64, marks *roomMarks, b storage.NotificationBatch) {
+	if len(b.Explicit) == 0 && len(b.Shared) == 0 {
+		return
+	}
+	deltas := map[countKey][]countDelta{}
+	for _, n := range b.Explicit {
+		k := countKey{n.UserID, n.RoomID}
+		deltas[k] = append(deltas[k], countDelta{n.EventNID, n.ThreadID, n.Highlight})
+	}
+	for _, sh := range b.Shared {
+		for _, u := range sh.Notified {
+			k := countKey{u, sh.RoomID}
+			deltas[k] = append(deltas[k], countDelta{sh.EventNID, sh.ThreadID, false})
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, ds := range deltas {
+		e, ok := c.cur[k]
+		if !ok {
+			if e, ok = c.old[k]; !ok {
+				continue
+			}
+		}
+		if e.upTo != after && (e.upTo > after || marks.lastIn(k.room) > e.upTo) {
+			continue
+		}
+		var add []storage.UnreadCount
+		for _, d := range ds {
+			if d.nid <= e.bound.Lo {
+				continue
+			}
+			if tb, ok := e.bound.Threads[d.thread]; ok && d.nid <= tb {
+				continue
+			}
+			var h int64
+			if d.highlight {
+				h = 1
+			}
+			add = addCounts(add, []storage.UnreadCount{{RoomID: k.room, ThreadID: d.thread, Notifications: 1, Highlight: h}})
+		}
+		c.insert(k, countEntry{upTo: next, bound: e.bound, rows: addCounts(e.rows, add)})
+	}
+}

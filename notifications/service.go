@@ -178,6 +178,7 @@ func (s *Service) processBatch(ctx context.Context, after, upTo int64) (int64, e
 	if err := s.store.StoreBatch(ctx, consumerName, next, b); err != nil {
 		return after, err
 	}
+	s.counts.advance(after, next, s.marks, b)
 	s.marks.note(b)
 	s.committed.advance(next)
 	if wake := s.wake.Load(); wake != nil && (len(b.Explicit) > 0 || len(b.Shared) > 0) {
