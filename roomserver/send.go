@@ -105,6 +105,11 @@ func (t *stateTxn) txnLookup(ctx context.Context, key *txnKey) (out outcome, don
 	if p := t.worker.pendingFor(*key); p != nil {
 		return outcome{wait: p}, true, nil
 	}
+	if !t.svc.txns.mayContain(*key, t.nid) {
+		// New: remember it before the write carrying it is submitted.
+		t.svc.txns.add(*key, t.nid)
+		return out, false, nil
+	}
 	id, err := t.svc.store.TxnEvent(ctx, key.user, key.device, t.nid, key.scope, key.txn)
 	if err == nil {
 		return outcome{eventIDs: []string{id}}, true, nil

@@ -70,6 +70,7 @@ type Service struct {
 	writer   *writer
 	notifier *Notifier
 	members  MembershipClock
+	txns     *txnFilter
 	log      *slog.Logger
 
 	roomNIDs atomic.Int64
@@ -105,6 +106,13 @@ func New(db *storage.DB, cfg Config) (*Service, error) {
 		notifier: newNotifier(maxEvent),
 		workers:  map[string]*roomWorker{},
 		quit:     make(chan struct{}),
+	}
+	err = store.TxnKeys(context.Background(), func(n int) { s.txns = newTxnFilter(n) },
+		func(user, device string, room int64, scope, txn string) {
+			s.txns.add(txnKey{user: user, device: device, scope: scope, txn: txn}, room)
+		})
+	if err != nil {
+		return nil, err
 	}
 	s.roomNIDs.Store(maxRoom)
 	s.groupIDs.Store(maxGroup)

@@ -454,6 +454,34 @@ func (r *Rooms) GroupDeltaDepth(ctx context.Context, groupID int64) (int, error)
 	return d, nil
 }
 
+// TxnKeys calls fn with every stored client transaction key, after
+// reporting their number through size (the roomserver sizes its filter of
+// keys by it before filling it at start-up).
+func (r *Rooms) TxnKeys(ctx context.Context, size func(n int), fn func(userID, deviceID string, roomNID int64, scope, txnID string)) error {
+	var n int
+	if err := r.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM event_txns`).Scan(&n); err != nil {
+		return fmt.Errorf("count txns: %w", err)
+	}
+	size(n)
+	rows, err := r.db.R.QueryContext(ctx, `SELECT user_id, device_id, room_nid, scope, txn_id FROM event_txns`)
+	if err != nil {
+		return fmt.Errorf("read txns: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var user, device, scope, txn string
+		var room int64
+		if err := rows.Scan(&user, &device, &room, &scope, &txn); err != nil {
+			return fmt.Errorf("read txns: %w", err)
+		}
+		fn(user, device, room, scope, txn)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read txns: %w", err)
+	}
+	return nil
+}
+
 // TxnEvent returns the event ID a client transaction created. ErrNotFound if
 // the transaction is new.
 func (r *Rooms) TxnEvent(ctx context.Context, userID, deviceID string, roomNID int64, scope, txnID string) (string, error) {
