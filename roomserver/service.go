@@ -70,6 +70,7 @@ type Service struct {
 	writer   *writer
 	notifier *Notifier
 	members  MembershipClock
+	recent   *recentRooms
 	txns     *txnFilter
 	log      *slog.Logger
 
@@ -117,7 +118,8 @@ func New(db *storage.DB, cfg Config) (*Service, error) {
 	s.roomNIDs.Store(maxRoom)
 	s.groupIDs.Store(maxGroup)
 	s.members.last.Store(maxEvent)
-	s.writer = newWriter(store, s.notifier, &s.members, s.log, maxEvent, cfg.MaxBatch)
+	s.recent = newRecentRooms(maxEvent)
+	s.writer = newWriter(store, s.notifier, &s.members, s.recent, s.log, maxEvent, cfg.MaxBatch)
 	s.bgWG.Add(1)
 	go s.pruneTxns()
 	return s, nil

@@ -45,6 +45,7 @@ type writer struct {
 	store    *storage.Rooms
 	notifier *Notifier
 	members  *MembershipClock
+	recent   *recentRooms
 	log      *slog.Logger
 	maxBatch int
 
@@ -69,8 +70,8 @@ type flusher struct {
 	stopped chan struct{}
 }
 
-func newWriter(store *storage.Rooms, n *Notifier, members *MembershipClock, log *slog.Logger, lastPos int64, maxBatch int) *writer {
-	w := &writer{store: store, notifier: n, members: members, log: log, maxBatch: maxBatch, next: lastPos,
+func newWriter(store *storage.Rooms, n *Notifier, members *MembershipClock, recent *recentRooms, log *slog.Logger, lastPos int64, maxBatch int) *writer {
+	w := &writer{store: store, notifier: n, members: members, recent: recent, log: log, maxBatch: maxBatch, next: lastPos,
 		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if store.CommitsUnflushed() {
 		w.flushing = &flusher{wake: make(chan struct{}, 1), stopped: make(chan struct{})}
@@ -189,6 +190,7 @@ func (w *writer) commit(batch []*pendingWrite) {
 			failAll(err)
 		} else {
 			w.noteMemberships(batch)
+			w.recent.note(batch)
 			if f := w.flushing; f != nil {
 				f.mu.Lock()
 				f.batches = append(f.batches, batch)

@@ -153,8 +153,13 @@ func (b *builder) plan(ctx context.Context) error {
 	}
 	changed := map[int64]int64{}
 	if b.since != nil && b.since.Events < b.cur.Events {
-		if changed, err = b.s.store.ChangedRooms(ctx, b.req.UserID, b.since.Events, b.cur.Events); err != nil {
-			return err
+		// From the roomserver's memory for a recent window (it names
+		// every room, not only the user's: only theirs are looked up).
+		var ok bool
+		if changed, ok = b.s.rooms.RoomsChanged(b.since.Events, b.cur.Events); !ok {
+			if changed, err = b.s.store.ChangedRooms(ctx, b.req.UserID, b.since.Events, b.cur.Events); err != nil {
+				return err
+			}
 		}
 	}
 	initial := b.since == nil

@@ -1,0 +1,54 @@
+package roomserver
+
+import (
+	"fmt"
+	"testing"
+
+	"myelin/storage"
+)
+
+// TestRecentRooms: windows after start-up and within the ring are answered
+// from memory (an abandoned position is no event); others are refused.
+func TestRecentRooms(t *testing.T) {
+	r := newRecentRooms(100)
+	write := func(room int64, nids ...int64) *pendingWrite {
+		rw := &storage.RoomWrite{RoomNID: room}
+		for _, n := range nids {
+			rw.Events = append(rw.Events, storage.NewEvent{NID: n})
+		}
+		return &pendingWrite{rw: rw}
+	}
+	failed := write(9, 104)
+	failed.err = fmt.Errorf("alias taken")
+	// 101–103 in room 1 and 2, 104 abandoned, 105 in room 1.
+	r.note([]*pendingWrite{write(1, 101, 102), write(2, 103), failed, write(1, 105)})
+	for _, c := range []struct {
+		name        string
+		after, upTo int64
+		want        string // "" when refused
+	}{
+		{"one new event", 104, 105, "map[1:105]"},
+		{"several rooms, newest per room", 100, 105, "map[1:105 2:103]"},
+		{"only the abandoned position", 103, 104, "map[]"},
+		{"empty window", 105, 105, "map[]"},
+		{"before start-up", 99, 105, ""},
+		{"longer than the in-memory window", 100, 100 + recentWindowMax + 1, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := r.changed(c.after, c.upTo)
+			switch {
+			case c.want == "" && ok:
+				t.Errorf("answered %v, want refused", got)
+			case c.want != "" && !ok:
+				t.Errorf("refused, want %s", c.want)
+			case ok && fmt.Sprint(got) != c.want:
+				t.Errorf("got %v, want %s", got, c.want)
+			}
+		})
+	}
+	// A position's slot taken by a newer one: the window is too old.
+	r.note([]*pendingWrite{write(3, 101+recentSlots)})
+	if got, ok := r.changed(100, 102); ok {
+		t.Errorf("overwritten window answered %v", got)
+	}
+}
