@@ -26,8 +26,8 @@ const eventCacheGeneration = 2048
 // becomes the old one and the previous old one is dropped; a hit in the
 // old one moves the event forward.
 type eventCache struct {
-	mu       sync.Mutex
-	cur, old map[int64]cachedEvent
+	mu     sync.Mutex
+	events generations[int64, cachedEvent]
 }
 
 type cachedEvent struct {
@@ -36,19 +36,14 @@ type cachedEvent struct {
 }
 
 func newEventCache() *eventCache {
-	return &eventCache{cur: map[int64]cachedEvent{}, old: map[int64]cachedEvent{}}
+	return &eventCache{events: newGenerations[int64, cachedEvent](eventCacheGeneration)}
 }
 
 // get returns the cached copy of ref's event if it is current.
 func (c *eventCache) get(ref storage.EventRef) (cachedEvent, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.cur[ref.NID]
-	if !ok {
-		if e, ok = c.old[ref.NID]; ok {
-			c.insert(e)
-		}
-	}
+	e, ok := c.events.get(ref.NID)
 	if !ok || e.row.RedactedByNID != ref.RedactedByNID {
 		return cachedEvent{}, false
 	}
@@ -61,13 +56,6 @@ func (c *eventCache) put(rows []storage.StoredEvent, evs []*roomserver.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, r := range rows {
-		c.insert(cachedEvent{row: r, ev: evs[i]})
+		c.events.put(r.NID, cachedEvent{row: r, ev: evs[i]})
 	}
-}
-
-func (c *eventCache) insert(e cachedEvent) {
-	if len(c.cur) >= eventCacheGeneration {
-		c.old, c.cur = c.cur, make(map[int64]cachedEvent, eventCacheGeneration)
-	}
-	c.cur[e.row.NID] = e
 }

@@ -21,8 +21,8 @@ const memberCacheGeneration = 2048
 // says why reading the generation before the query is enough). Lists are
 // shared between requests and never modified.
 type memberCache struct {
-	mu       sync.Mutex
-	cur, old map[string]memberEntry
+	mu    sync.Mutex
+	users generations[string, memberEntry]
 }
 
 type memberEntry struct {
@@ -31,18 +31,13 @@ type memberEntry struct {
 }
 
 func newMemberCache() *memberCache {
-	return &memberCache{cur: map[string]memberEntry{}, old: map[string]memberEntry{}}
+	return &memberCache{users: newGenerations[string, memberEntry](memberCacheGeneration)}
 }
 
 func (c *memberCache) get(user string, gen uint64) ([]storage.Member, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.cur[user]
-	if !ok {
-		if e, ok = c.old[user]; ok {
-			c.insert(user, e)
-		}
-	}
+	e, ok := c.users.get(user)
 	if !ok || e.gen != gen {
 		return nil, false
 	}
@@ -52,15 +47,7 @@ func (c *memberCache) get(user string, gen uint64) ([]storage.Member, bool) {
 func (c *memberCache) put(user string, gen uint64, members []storage.Member) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.insert(user, memberEntry{gen: gen, members: members})
-}
-
-// insert stores under c.mu; a full current generation becomes the old one.
-func (c *memberCache) insert(user string, e memberEntry) {
-	if len(c.cur) >= memberCacheGeneration {
-		c.old, c.cur = c.cur, make(map[string]memberEntry, memberCacheGeneration)
-	}
-	c.cur[user] = e
+	c.users.put(user, memberEntry{gen: gen, members: members})
 }
 
 // userRooms is the user's memberships (storage.Sync.UserRooms), from the
