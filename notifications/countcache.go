@@ -3,6 +3,7 @@ package notifications
 import (
 	"sync"
 
+	"myelin/internal/genmap"
 	"myelin/storage"
 )
 
@@ -23,8 +24,8 @@ const countCacheGeneration = 4096
 // changed receipt changes the bound and the entry is not used. One
 // process only: the consumer that adds the rows is in this process.
 type countCache struct {
-	mu       sync.Mutex
-	cur, old map[countKey]countEntry
+	mu      sync.Mutex
+	entries genmap.Map[countKey, countEntry]
 }
 
 type countKey struct{ user, room string }
@@ -36,34 +37,19 @@ type countEntry struct {
 }
 
 func newCountCache() *countCache {
-	return &countCache{cur: map[countKey]countEntry{}, old: map[countKey]countEntry{}}
+	return &countCache{entries: genmap.New[countKey, countEntry](countCacheGeneration)}
 }
 
 func (c *countCache) get(user, room string) (countEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := countKey{user, room}
-	e, ok := c.cur[k]
-	if !ok {
-		if e, ok = c.old[k]; ok {
-			c.insert(k, e)
-		}
-	}
-	return e, ok
+	return c.entries.Get(countKey{user, room})
 }
 
 func (c *countCache) put(user, room string, e countEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.insert(countKey{user, room}, e)
-}
-
-// insert stores under c.mu; a full current generation becomes the old one.
-func (c *countCache) insert(k countKey, e countEntry) {
-	if len(c.cur) >= countCacheGeneration {
-		c.old, c.cur = c.cur, make(map[countKey]countEntry, countCacheGeneration)
-	}
-	c.cur[k] = e
+	c.entries.Put(countKey{user, room}, e)
 }
 
 // addCounts returns base plus delta, summed per thread (new slice).
@@ -164,11 +150,9 @@ func (c *countCache) advance(after, next int64, marks *roomMarks, b storage.Noti
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, ds := range deltas {
-		e, ok := c.cur[k]
+		e, ok := c.entries.Get(k)
 		if !ok {
-			if e, ok = c.old[k]; !ok {
-				continue
-			}
+			continue
 		}
 		if e.upTo != after && (e.upTo > after || marks.lastIn(k.room) > e.upTo) {
 			continue
@@ -187,6 +171,6 @@ func (c *countCache) advance(after, next int64, marks *roomMarks, b storage.Noti
 			}
 			add = addCounts(add, []storage.UnreadCount{{RoomID: k.room, ThreadID: d.thread, Notifications: 1, Highlight: h}})
 		}
-		c.insert(k, countEntry{upTo: next, bound: e.bound, rows: addCounts(e.rows, add)})
+		c.entries.Put(k, countEntry{upTo: next, bound: e.bound, rows: addCounts(e.rows, add)})
 	}
 }

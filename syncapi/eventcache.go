@@ -3,6 +3,7 @@ package syncapi
 import (
 	"sync"
 
+	"myelin/internal/genmap"
 	"myelin/roomserver"
 	"myelin/storage"
 )
@@ -27,7 +28,7 @@ const eventCacheGeneration = 2048
 // old one moves the event forward.
 type eventCache struct {
 	mu     sync.Mutex
-	events generations[int64, cachedEvent]
+	events genmap.Map[int64, cachedEvent]
 }
 
 type cachedEvent struct {
@@ -36,14 +37,14 @@ type cachedEvent struct {
 }
 
 func newEventCache() *eventCache {
-	return &eventCache{events: newGenerations[int64, cachedEvent](eventCacheGeneration)}
+	return &eventCache{events: genmap.New[int64, cachedEvent](eventCacheGeneration)}
 }
 
 // get returns the cached copy of ref's event if it is current.
 func (c *eventCache) get(ref storage.EventRef) (cachedEvent, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.events.get(ref.NID)
+	e, ok := c.events.Get(ref.NID)
 	if !ok || e.row.RedactedByNID != ref.RedactedByNID {
 		return cachedEvent{}, false
 	}
@@ -56,6 +57,6 @@ func (c *eventCache) put(rows []storage.StoredEvent, evs []*roomserver.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, r := range rows {
-		c.events.put(r.NID, cachedEvent{row: r, ev: evs[i]})
+		c.events.Put(r.NID, cachedEvent{row: r, ev: evs[i]})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"myelin/internal/genmap"
 	"myelin/storage"
 )
 
@@ -22,7 +23,7 @@ const memberCacheGeneration = 2048
 // shared between requests and never modified.
 type memberCache struct {
 	mu    sync.Mutex
-	users generations[string, memberEntry]
+	users genmap.Map[string, memberEntry]
 }
 
 type memberEntry struct {
@@ -31,13 +32,13 @@ type memberEntry struct {
 }
 
 func newMemberCache() *memberCache {
-	return &memberCache{users: newGenerations[string, memberEntry](memberCacheGeneration)}
+	return &memberCache{users: genmap.New[string, memberEntry](memberCacheGeneration)}
 }
 
 func (c *memberCache) get(user string, gen uint64) ([]storage.Member, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.users.get(user)
+	e, ok := c.users.Get(user)
 	if !ok || e.gen != gen {
 		return nil, false
 	}
@@ -47,7 +48,7 @@ func (c *memberCache) get(user string, gen uint64) ([]storage.Member, bool) {
 func (c *memberCache) put(user string, gen uint64, members []storage.Member) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.users.put(user, memberEntry{gen: gen, members: members})
+	c.users.Put(user, memberEntry{gen: gen, members: members})
 }
 
 // userRooms is the user's memberships (storage.Sync.UserRooms), from the
