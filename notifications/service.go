@@ -41,7 +41,11 @@ type Options struct {
 	Wake func(userIDs ...string)
 	// BatchSize bounds the events evaluated per transaction (500 if 0).
 	BatchSize int
-	Logger    *slog.Logger
+	// Gather is how long the consumer waits for more events before a
+	// batch while nobody waits for its counts (gatherWait if 0, none if
+	// negative).
+	Gather time.Duration
+	Logger *slog.Logger
 }
 
 // Service is the notifications component.
@@ -78,6 +82,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
+	}
+	if opts.Gather == 0 {
+		opts.Gather = gatherWait
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -131,13 +138,39 @@ func (s *Service) Close() error {
 // Position is the event-log position whose notifications are committed.
 func (s *Service) Position() int64 { return s.committed.get() }
 
+// gatherWait is how long the consumer lets events gather before a batch
+// that nobody waits for. Each batch is a transaction on SQLite's single
+// writer connection (the rooms' commits queue behind it) plus per-batch
+// reads; under a stream of sends an immediate batch after every commit
+// held one to three events. Whoever needs the batch — a /sync or
+// /notifications waiting for counts — ends the wait at once, so only
+// pushes to pushers can be this much later.
+const gatherWait = 5 * time.Millisecond
+
 func (s *Service) run(ctx context.Context, pos int64) {
 	defer close(s.done)
 	notifier := s.rooms.Notifier()
+	var gather *time.Timer
+	if s.opts.Gather > 0 {
+		gather = time.NewTimer(s.opts.Gather)
+		gather.Stop()
+		defer gather.Stop()
+	}
 	for {
 		upTo, err := notifier.Wait(ctx, pos)
 		if err != nil {
 			return
+		}
+		if gather != nil && upTo-pos < int64(s.opts.BatchSize) && s.committed.gatherable() {
+			gather.Reset(s.opts.Gather)
+			select {
+			case <-ctx.Done():
+				return
+			case <-gather.C:
+			case <-s.committed.demand:
+				gather.Stop()
+			}
+			upTo = max(upTo, notifier.Position())
 		}
 		next, err := s.processBatch(ctx, pos, upTo)
 		if err != nil {
@@ -242,7 +275,9 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) (sto
 	if err != nil {
 		return out, err
 	}
+	out.RoomNIDs = make(map[string]int64, 4)
 	for i, e := range events {
+		out.RoomNIDs[e.RoomID] = rows[i].RoomNID
 		membership := ""
 		if e.Type == "m.room.member" && e.StateKey != nil {
 			var c struct {
@@ -399,12 +434,17 @@ func (s *Service) evaluatorsFor(ctx context.Context, users []string) (map[string
 
 // position is a committed position that readers can wait for.
 type position struct {
-	mu  sync.Mutex
-	pos int64
-	ch  chan struct{}
+	mu      sync.Mutex
+	pos     int64
+	ch      chan struct{}
+	waiters int // in wait, behind pos
+	// demand gets a token when a waiter arrives, to end a gather early.
+	demand chan struct{}
 }
 
-func newPosition(p int64) *position { return &position{pos: p, ch: make(chan struct{})} }
+func newPosition(p int64) *position {
+	return &position{pos: p, ch: make(chan struct{}), demand: make(chan struct{}, 1)}
+}
 
 func (p *position) get() int64 {
 	p.mu.Lock()
@@ -422,8 +462,37 @@ func (p *position) advance(to int64) {
 	}
 }
 
+// gatherable reports whether nobody waits for the position, after
+// dropping a stale demand token: a waiter arriving from here on puts a
+// fresh one, which ends the gather.
+func (p *position) gatherable() bool {
+	select {
+	case <-p.demand:
+	default:
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiters == 0
+}
+
 // wait returns once the position reaches at or ctx ends.
 func (p *position) wait(ctx context.Context, at int64) bool {
+	p.mu.Lock()
+	if p.pos >= at {
+		p.mu.Unlock()
+		return true
+	}
+	p.waiters++
+	p.mu.Unlock()
+	select {
+	case p.demand <- struct{}{}:
+	default:
+	}
+	defer func() {
+		p.mu.Lock()
+		p.waiters--
+		p.mu.Unlock()
+	}()
 	for {
 		p.mu.Lock()
 		pos, ch := p.pos, p.ch

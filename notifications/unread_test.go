@@ -42,6 +42,8 @@ type env struct {
 	n     *notifications.Service
 	sync  *syncapi.Service
 	open  func() *storage.DB
+	// gather is the consumer's Options.Gather (0: the default).
+	gather time.Duration
 }
 
 type counter struct{ *notifications.Service }
@@ -70,7 +72,7 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.n, err = notifications.New(notifications.Options{DB: e.db, Rooms: e.rooms, ServerName: server, BatchSize: 7}); err != nil {
+	if e.n, err = notifications.New(notifications.Options{DB: e.db, Rooms: e.rooms, ServerName: server, BatchSize: 7, Gather: e.gather}); err != nil {
 		t.Fatal(err)
 	}
 	if e.sync, err = syncapi.New(syncapi.Options{DB: e.db, Rooms: e.rooms, Unread: counter{e.n}}); err != nil {
@@ -93,7 +95,9 @@ func (e *env) stop() {
 	e.n = nil
 }
 
-func eachEngine(t *testing.T, fn func(t *testing.T, e *env)) {
+// eachEngine runs fn on a fresh env per engine; configure, if any, sets
+// the env's options before it starts.
+func eachEngine(t *testing.T, fn func(t *testing.T, e *env), configure ...func(*env)) {
 	path := filepath.Join(t.TempDir(), "n.db")
 	var dsn string
 	for _, eng := range []struct {
@@ -124,6 +128,9 @@ func eachEngine(t *testing.T, fn func(t *testing.T, e *env)) {
 	} {
 		t.Run(eng.name, func(t *testing.T) {
 			e := &env{t: t, open: eng.open(t)}
+			for _, c := range configure {
+				c(e)
+			}
 			e.start()
 			t.Cleanup(e.stop)
 			fn(t, e)
@@ -346,4 +353,29 @@ func TestDrainsAfterLoad(t *testing.T) {
 			t.Fatalf("bob: %s", got)
 		}
 	})
+}
+
+// TestCountReadEndsTheGather: while nobody waits for counts the consumer
+// lets events gather before a batch (here for an hour); a count read —
+// what a /sync does for the events it returns — ends the wait at once and
+// sees the new event. Without that the read would wait catchUpWait and
+// return the counts from before the message.
+func TestCountReadEndsTheGather(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		room := e.room(bob)
+		if got := e.counts(bob, room); got != "0/0" {
+			t.Fatalf("before: %s", got)
+		}
+		e.send(room, alice, "m.room.message", `{"msgtype":"m.text","body":"hi"}`)
+		start := time.Now()
+		if got := e.counts(bob, room); got != "1/0" {
+			t.Fatalf("after a message: %s", got)
+		}
+		if waited := time.Since(start); waited >= time.Second {
+			t.Fatalf("the count read waited %v: the gather did not end", waited)
+		}
+		if pos, want := e.n.Position(), e.rooms.Notifier().Position(); pos < want {
+			t.Fatalf("consumer at %d, log at %d", pos, want)
+		}
+	}, func(e *env) { e.gather = time.Hour })
 }

@@ -153,7 +153,7 @@ func (p *Push) StoreBatch(ctx context.Context, consumer string, pos int64, b Not
 
 func (p *Push) storeBatch(ctx context.Context, inTx func(context.Context, func(*sql.Tx) error) error, consumer string, pos int64, b NotificationBatch) error {
 	return inTx(ctx, func(tx *sql.Tx) error {
-		roomNIDs, err := roomNIDsOf(ctx, tx, b.roomIDs())
+		roomNIDs, err := roomNIDsOf(ctx, tx, b.roomIDs(), b.RoomNIDs)
 		if err != nil {
 			return err
 		}
@@ -171,7 +171,7 @@ func (p *Push) storeBatch(ctx context.Context, inTx func(context.Context, func(*
 		}
 		// Deliveries to the users' HTTP pushers commit with the
 		// notifications: none is lost, none is queued twice.
-		if err := enqueuePushes(ctx, tx, append(inserted, shared...), roomNIDs, time.Now().UnixMilli()); err != nil {
+		if err := p.enqueuePushes(ctx, tx, append(inserted, shared...), roomNIDs, time.Now().UnixMilli()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)
@@ -233,12 +233,18 @@ func insertedUsers(ctx context.Context, tx *sql.Tx, query string, args []any) (m
 	return added, rows.Err()
 }
 
-// roomNIDsOf maps rooms to their room_nid (rows are keyed by
-// it, not by the room ID text). A batch is mostly one or a few rooms.
-func roomNIDsOf(ctx context.Context, tx *sql.Tx, roomIDs []string) (map[string]int64, error) {
-	out := map[string]int64{}
+// roomNIDsOf maps rooms to their room_nid (rows are keyed by it, not by
+// the room ID text), reading only the rooms known does not map: the
+// consumer passes what it read with the events, which spares a query per
+// room per batch.
+func roomNIDsOf(ctx context.Context, tx *sql.Tx, roomIDs []string, known map[string]int64) (map[string]int64, error) {
+	out := make(map[string]int64, len(known))
 	for _, roomID := range roomIDs {
 		if _, ok := out[roomID]; ok {
+			continue
+		}
+		if nid, ok := known[roomID]; ok {
+			out[roomID] = nid
 			continue
 		}
 		var nid int64
@@ -653,6 +659,9 @@ type Pusher struct {
 // appendOthers false, other users' pushers with the same app_id and
 // pushkey are removed (the spec's append=false).
 func (p *Push) SetPusher(ctx context.Context, ps Pusher, appendOthers bool) error {
+	// Before the row exists: a batch that looked for pushers before this
+	// commit and found none cannot then mark the table empty.
+	p.db.httpPushers.Store(pushersSome)
 	return p.db.Tx(ctx, func(tx *sql.Tx) error {
 		if !appendOthers {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3`, ps.AppID, ps.PushKey, ps.UserID); err != nil {

@@ -26,6 +26,10 @@ type NotificationBatch struct {
 	// Memberships are the batch's membership changes of local users, in
 	// event order.
 	Memberships []JoinChange
+	// RoomNIDs optionally maps the batch's rooms to their room_nid, as
+	// the consumer read them with the events; rooms missing from it are
+	// looked up.
+	RoomNIDs map[string]int64
 }
 
 // SharedNotification is an event that notified, with plain ["notify"] and

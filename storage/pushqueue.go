@@ -44,9 +44,24 @@ type QueuedPush struct {
 // enqueuePushes queues one delivery per HTTP pusher of each notification's
 // user, inside the transaction that stores the notifications (ns are the
 // rows that transaction actually inserted).
-func enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, roomNIDs map[string]int64, now int64) error {
+func (p *Push) enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, roomNIDs map[string]int64, now int64) error {
 	if len(ns) == 0 {
 		return nil
+	}
+	switch p.db.httpPushers.Load() {
+	case pushersNone:
+		return nil
+	case pushersUnknown:
+		var found bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pushers WHERE kind = 'http')`).Scan(&found); err != nil {
+			return fmt.Errorf("read pushers: %w", err)
+		}
+		if !found {
+			// Unless SetPusher marked "some" meanwhile.
+			p.db.httpPushers.CompareAndSwap(pushersUnknown, pushersNone)
+			return nil
+		}
+		p.db.httpPushers.CompareAndSwap(pushersUnknown, pushersSome)
 	}
 	users := map[string]bool{}
 	var list []string

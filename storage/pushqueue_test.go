@@ -168,3 +168,59 @@ func TestPushUnreadTotal(t *testing.T) {
 		}
 	})
 }
+
+// TestPushQueueFirstPusherAfterNone: notification batches skip the pusher
+// lookup once they found no HTTP pusher at all; a pusher set afterwards
+// is still queued for, also after a deletion and a new one.
+func TestPushQueueFirstPusherAfterNone(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		p, q := storage.NewPush(db), storage.NewPushQueue(db)
+		storeRoom(t, db, 100, "!r:hs")
+		n := func(nid int64) []storage.Notification {
+			return []storage.Notification{{UserID: "@a:hs", EventNID: nid, RoomID: "!r:hs", ThreadID: "main", Actions: []byte(`["notify"]`), TS: nid}}
+		}
+		queued := func() int64 {
+			t.Helper()
+			ps, err := q.Pending(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var total int64
+			for _, x := range ps {
+				total += x.Queued
+			}
+			return total
+		}
+		if err := p.StoreNotifications(ctx, "notifications", 1, n(1)); err != nil {
+			t.Fatal(err)
+		}
+		if got := queued(); got != 0 {
+			t.Fatalf("queued %d with no pusher", got)
+		}
+		ps := storage.Pusher{UserID: "@a:hs", AppID: "app", PushKey: "k", Kind: "http", Data: []byte(`{"url":"https://gw.example/_matrix/push/v1/notify"}`), CreatedTS: 7}
+		if err := p.SetPusher(ctx, ps, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.StoreNotifications(ctx, "notifications", 2, n(2)); err != nil {
+			t.Fatal(err)
+		}
+		if got := queued(); got != 1 {
+			t.Fatalf("queued %d after the first pusher, want 1", got)
+		}
+		// Deleting the pusher and adding it back still queues.
+		if err := p.DeletePusher(ctx, "@a:hs", "app", "k"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetPusher(ctx, ps, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.StoreNotifications(ctx, "notifications", 3, n(3)); err != nil {
+			t.Fatal(err)
+		}
+		if got := queued(); got != 1 {
+			// The deletion took the pusher's queue with it.
+			t.Fatalf("queued %d after re-adding the pusher, want 1", got)
+		}
+	})
+}

@@ -56,7 +56,18 @@ type DB struct {
 	// acknowledged again until the process restarts and SQLite recovers
 	// from what the log on disk holds.
 	flushFailed atomic.Pointer[error]
+	// httpPushers says whether the pushers table may hold an HTTP pusher
+	// (pushersUnknown until a notification batch first asks): most
+	// servers' users have none, and every batch looked them up.
+	httpPushers atomic.Int32
 }
+
+// httpPushers states; "some" is sticky (a deletion does not clear it).
+const (
+	pushersUnknown int32 = iota
+	pushersNone
+	pushersSome
+)
 
 // New wraps already-opened pools; the engine packages call it.
 func New(engine Engine, w, r *sql.DB, migrations fs.FS) *DB {
