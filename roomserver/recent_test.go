@@ -14,7 +14,9 @@ func TestRecentRooms(t *testing.T) {
 	write := func(room int64, nids ...int64) *pendingWrite {
 		rw := &storage.RoomWrite{RoomNID: room}
 		for _, n := range nids {
-			rw.Events = append(rw.Events, storage.NewEvent{NID: n})
+			// Senders by position: 101 and 105 @a, 102 @c, 103 @b.
+			sender := map[int64]string{101: "@a", 102: "@c", 103: "@b", 105: "@a"}[n]
+			rw.Events = append(rw.Events, storage.NewEvent{NID: n, Sender: sender})
 		}
 		return &pendingWrite{rw: rw}
 	}
@@ -26,13 +28,14 @@ func TestRecentRooms(t *testing.T) {
 		name        string
 		after, upTo int64
 		want        string // "" when refused
+		wantSenders string // in first-sent order
 	}{
-		{"one new event", 104, 105, "map[1:105]"},
-		{"several rooms, newest per room", 100, 105, "map[1:105 2:103]"},
-		{"only the abandoned position", 103, 104, "map[]"},
-		{"empty window", 105, 105, "map[]"},
-		{"before start-up", 99, 105, ""},
-		{"longer than the in-memory window", 100, 100 + recentWindowMax + 1, ""},
+		{"one new event", 104, 105, "map[1:105]", "[@a]"},
+		{"several rooms, newest per room", 100, 105, "map[1:105 2:103]", "[@a @c @b]"},
+		{"only the abandoned position", 103, 104, "map[]", "[]"},
+		{"empty window", 105, 105, "map[]", "[]"},
+		{"before start-up", 99, 105, "", ""},
+		{"longer than the in-memory window", 100, 100 + recentWindowMax + 1, "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, ok := r.changed(c.after, c.upTo)
@@ -44,11 +47,23 @@ func TestRecentRooms(t *testing.T) {
 			case ok && fmt.Sprint(got) != c.want:
 				t.Errorf("got %v, want %s", got, c.want)
 			}
+			senders, ok := r.senders(c.after, c.upTo)
+			switch {
+			case c.wantSenders == "" && ok:
+				t.Errorf("senders answered %v, want refused", senders)
+			case c.wantSenders != "" && !ok:
+				t.Errorf("senders refused, want %s", c.wantSenders)
+			case ok && fmt.Sprint(senders) != c.wantSenders:
+				t.Errorf("senders %v, want %s", senders, c.wantSenders)
+			}
 		})
 	}
 	// A position's slot taken by a newer one: the window is too old.
 	r.note([]*pendingWrite{write(3, 101+recentSlots)})
 	if got, ok := r.changed(100, 102); ok {
 		t.Errorf("overwritten window answered %v", got)
+	}
+	if got, ok := r.senders(100, 102); ok {
+		t.Errorf("overwritten window's senders answered %v", got)
 	}
 }

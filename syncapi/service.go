@@ -207,9 +207,14 @@ func (s *Service) watchActivity() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		senders, err := s.store.SendersBetween(ctx, seen, pos)
-		if err != nil {
-			s.log.Warn("reading the senders of new events failed", "err", err)
+		// From the roomserver's memory of recent positions; the event
+		// log only for a window it no longer holds.
+		senders, ok := s.rooms.SendersBetween(seen, pos)
+		if !ok {
+			var err error
+			if senders, err = s.store.SendersBetween(ctx, seen, pos); err != nil {
+				s.log.Warn("reading the senders of new events failed", "err", err)
+			}
 		}
 		for _, u := range senders {
 			if strings.HasSuffix(u, suffix) {
