@@ -141,10 +141,9 @@ type RoomWrite struct {
 // set of distinct statement texts (which PostgreSQL caches prepared) stays
 // small.
 type WriteTx struct {
-	r       *Rooms
-	ctx     context.Context
-	tx      *sql.Tx
-	release func() // returns the writer connection (DB.BeginUnflushed)
+	r   *Rooms
+	ctx context.Context
+	tx  *sql.Tx
 
 	heads map[int64]RoomHead
 	order []int64
@@ -162,11 +161,11 @@ type WriteTx struct {
 // may not wait for the disk (DB.BeginUnflushed): when CommitsUnflushed
 // says so, nothing in a batch may be acknowledged before FlushLog.
 func (r *Rooms) Begin(ctx context.Context) (*WriteTx, error) {
-	tx, release, err := r.db.BeginUnflushed(ctx)
+	tx, err := r.db.BeginUnflushed(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin room batch: %w", err)
 	}
-	return &WriteTx{r: r, ctx: ctx, tx: tx, release: release, heads: map[int64]RoomHead{},
+	return &WriteTx{r: r, ctx: ctx, tx: tx, heads: map[int64]RoomHead{},
 		current: map[[3]string]int{}, members: map[[2]string]int{}}, nil
 }
 
@@ -180,7 +179,6 @@ func (r *Rooms) FlushLog() error { return r.db.FlushLog() }
 
 // Rollback abandons the batch.
 func (w *WriteTx) Rollback() error {
-	defer w.release()
 	return w.tx.Rollback()
 }
 
@@ -195,7 +193,6 @@ func (w *WriteTx) Commit() error {
 		_ = w.Rollback()
 		return err
 	}
-	defer w.release()
 	if err := w.tx.Commit(); err != nil {
 		return fmt.Errorf("commit room batch: %w", err)
 	}

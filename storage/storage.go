@@ -7,7 +7,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -124,53 +123,41 @@ func (db *DB) TxRederivable(ctx context.Context, fn func(tx *sql.Tx) error) erro
 			return fn(tx)
 		})
 	}
-	tx, release, err := db.BeginUnflushed(ctx)
+	tx, err := db.BeginUnflushed(ctx)
 	if err != nil {
 		return err
 	}
-	defer release()
 	return finish(tx, fn)
 }
 
 // BeginUnflushed begins a write transaction whose commit does not wait for
 // the disk. Where every commit is otherwise flushed (SQLite at the default
-// durability) it pins the single writer connection with synchronous=NORMAL
-// — per connection, and unchangeable inside a transaction — and release
-// puts FULL back before anyone else can use the connection; elsewhere it is
-// a plain BeginTx and release does nothing. The commit survives a crash of
-// the process at once (the WAL is written before COMMIT returns) and a
-// power loss after the next FlushLog or flushed commit. Call release after
-// the transaction has ended.
-func (db *DB) BeginUnflushed(ctx context.Context) (*sql.Tx, func(), error) {
-	if !db.CommitsUnflushed() {
-		tx, err := db.W.BeginTx(ctx, nil)
-		if err != nil {
-			return nil, nil, fmt.Errorf("begin: %w", err)
-		}
-		return tx, func() {}, nil
+// durability) the engine runs it at synchronous=NORMAL — a per-connection
+// setting, unchangeable inside a transaction, which the SQLite engine
+// switches only when the next transaction on its single writer connection
+// wants the other level (see Unflushed); elsewhere it is a plain BeginTx.
+// The commit survives a crash of the process at once (the WAL is written
+// before COMMIT returns) and a power loss after the next FlushLog or
+// flushed commit.
+func (db *DB) BeginUnflushed(ctx context.Context) (*sql.Tx, error) {
+	if db.CommitsUnflushed() {
+		ctx = context.WithValue(ctx, unflushedKey{}, true)
 	}
-	conn, err := db.W.Conn(ctx)
+	tx, err := db.W.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("writer connection: %w", err)
+		return nil, fmt.Errorf("begin: %w", err)
 	}
-	release := func() {
-		if _, err := conn.ExecContext(context.Background(), `PRAGMA synchronous = FULL`); err != nil {
-			// The connection must not serve durable commits unflushed:
-			// drop it, the pool opens a fresh one with FULL.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-		_ = conn.Close()
-	}
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("relax commit: %w", err)
-	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		release()
-		return nil, nil, fmt.Errorf("begin: %w", err)
-	}
-	return tx, release, nil
+	return tx, nil
+}
+
+type unflushedKey struct{}
+
+// Unflushed reports whether a transaction begun with ctx may commit
+// without waiting for the disk (BeginUnflushed); engines read it when the
+// transaction begins.
+func Unflushed(ctx context.Context) bool {
+	v, _ := ctx.Value(unflushedKey{}).(bool)
+	return v
 }
 
 // CommitsUnflushed reports whether a commit begun by BeginUnflushed

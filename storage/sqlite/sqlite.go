@@ -80,7 +80,7 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 	// SQLite parses "file:" names as URIs: escape the path so '?', '#' and
 	// '%' in a directory name cannot cut it short (and lose the pragmas).
 	uri := "file:" + (&url.URL{Path: path}).EscapedPath()
-	w, err := openPositional(uri+"?"+wq.Encode(), cacheSize)
+	w, err := openPositional(uri+"?"+wq.Encode(), cacheSize, !o.Relaxed)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
@@ -98,7 +98,7 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
-	r, err := openPositional(uri+"?"+rq.Encode(), cacheSize)
+	r, err := openPositional(uri+"?"+rq.Encode(), cacheSize, false)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
@@ -121,8 +121,9 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 
 // openPositional is sql.Open("sqlite", dsn) with the parameter rewrite of
 // positional.go on every connection, and a cache of cacheSize prepared
-// statements per connection (stmtcache.go; 0: none).
-func openPositional(dsn string, cacheSize int) (*sql.DB, error) {
+// statements per connection (stmtcache.go; 0: none). toggleSync is for
+// the writer at full durability (positionalConn.setSync).
+func openPositional(dsn string, cacheSize int, toggleSync bool) (*sql.DB, error) {
 	// sql.Open connects nothing: it only hands out the registered driver.
 	probe, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -130,5 +131,5 @@ func openPositional(dsn string, cacheSize int) (*sql.DB, error) {
 	}
 	drv := probe.Driver()
 	probe.Close()
-	return sql.OpenDB(positionalConnector{dsn: dsn, drv: drv, cacheSize: cacheSize}), nil
+	return sql.OpenDB(positionalConnector{dsn: dsn, drv: drv, cacheSize: cacheSize, toggleSync: toggleSync}), nil
 }

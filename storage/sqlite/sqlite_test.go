@@ -300,3 +300,76 @@ func TestFlushLog(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncLevelPerTransaction: on the writer at full durability every
+// transaction and statement runs at FULL except those begun by
+// BeginUnflushed, whatever ran before them on the connection (the level
+// is switched only when it must change).
+func TestSyncLevelPerTransaction(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "x.db"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	inTx := func(tx *sql.Tx) string {
+		t.Helper()
+		var got string
+		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	unflushed := func(rollback bool) string {
+		t.Helper()
+		tx, err := db.BeginUnflushed(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := inTx(tx)
+		if rollback {
+			err = tx.Rollback()
+		} else {
+			err = tx.Commit()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	durable := func() string {
+		t.Helper()
+		var got string
+		if err := db.Tx(ctx, func(tx *sql.Tx) error { got = inTx(tx); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	autocommit := func() string {
+		t.Helper()
+		var got string
+		if err := db.W.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for i, step := range []struct {
+		name string
+		run  func() string
+		want string // 2 FULL, 1 NORMAL
+	}{
+		{"autocommit at start", autocommit, "2"},
+		{"unflushed", func() string { return unflushed(false) }, "1"},
+		{"unflushed again", func() string { return unflushed(false) }, "1"},
+		{"durable after unflushed", durable, "2"},
+		{"unflushed after durable", func() string { return unflushed(true) }, "1"},
+		{"autocommit after a rolled-back unflushed", autocommit, "2"},
+		{"durable after autocommit", durable, "2"},
+		{"unflushed last", func() string { return unflushed(false) }, "1"},
+		{"durable last", durable, "2"},
+	} {
+		if got := step.run(); got != step.want {
+			t.Errorf("step %d (%s): PRAGMA synchronous = %s, want %s", i, step.name, got, step.want)
+		}
+	}
+}
