@@ -39,23 +39,9 @@ func TestRecentRooms(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, ok := r.changed(c.after, c.upTo)
-			switch {
-			case c.want == "" && ok:
-				t.Errorf("answered %v, want refused", got)
-			case c.want != "" && !ok:
-				t.Errorf("refused, want %s", c.want)
-			case ok && fmt.Sprint(got) != c.want:
-				t.Errorf("got %v, want %s", got, c.want)
-			}
+			checkAnswer(t, "rooms", got, ok, c.want)
 			senders, ok := r.senders(c.after, c.upTo)
-			switch {
-			case c.wantSenders == "" && ok:
-				t.Errorf("senders answered %v, want refused", senders)
-			case c.wantSenders != "" && !ok:
-				t.Errorf("senders refused, want %s", c.wantSenders)
-			case ok && fmt.Sprint(senders) != c.wantSenders:
-				t.Errorf("senders %v, want %s", senders, c.wantSenders)
-			}
+			checkAnswer(t, "senders", senders, ok, c.wantSenders)
 		})
 	}
 	// A position's slot taken by a newer one: the window is too old.
@@ -65,5 +51,18 @@ func TestRecentRooms(t *testing.T) {
 	}
 	if got, ok := r.senders(100, 102); ok {
 		t.Errorf("overwritten window's senders answered %v", got)
+	}
+}
+
+// checkAnswer compares an in-memory answer with want ("" for refused).
+func checkAnswer(t *testing.T, what string, got any, ok bool, want string) {
+	t.Helper()
+	switch {
+	case want == "" && ok:
+		t.Errorf("%s answered %v, want refused", what, got)
+	case want != "" && !ok:
+		t.Errorf("%s refused, want %s", what, want)
+	case ok && fmt.Sprint(got) != want:
+		t.Errorf("%s %v, want %s", what, got, want)
 	}
 }
