@@ -69,7 +69,7 @@ func New(opts Options) (http.Handler, error) {
 }
 
 // newRouter registers every route of opts' services.
-func newRouter(opts Options) (*mux.Router, error) {
+func newRouter(opts Options) (*httpapi.Routes, error) {
 	if opts.Config == nil || opts.Accounts == nil {
 		return nil, errors.New("clientapi: Config and Accounts are required")
 	}
@@ -78,25 +78,20 @@ func newRouter(opts Options) (*mux.Router, error) {
 		return nil, fmt.Errorf("clientapi: listeners.trusted_proxies: %w", err)
 	}
 	a := &api{cfg: opts.Config, accounts: opts.Accounts, rooms: opts.Rooms, proxies: proxies}
-	r := httpapi.NewRouter()
+	var instrument func(*mux.Router)
 	if opts.Metrics != nil {
-		opts.Metrics.Instrument(r)
+		instrument = opts.Metrics.Instrument
 	}
-
-	// Full paths on the root router, no subrouters: gorilla/mux subroutes
-	// carry the prefix matcher, whose success clears an earlier method
-	// mismatch, so a wrong method under a subrouter would answer 404
-	// instead of 405.
-	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, h).Methods(method)
-	}
+	// Routes are grouped by their leading path segments (httpapi.Routes),
+	// so a request walks only its group's routes.
+	r := httpapi.NewRoutes(instrument)
+	handle := r.Handle
 	const c, v1, v3 = "/_matrix/client", "/_matrix/client/v1", "/_matrix/client/v3"
 
-	// gorilla/mux tries routes in registration order, matching each one's
-	// regular expression against the path: /sync and the room routes
-	// (send first) go first, because walking ~45 earlier routes was 6% of
-	// the send path's CPU. No two routes match the same method and path
-	// (TestRoutesDoNotOverlap), so the order changes nothing else.
+	// Within a group gorilla/mux tries routes in registration order,
+	// matching each one's regular expression against the path: the room
+	// routes register send first. No two routes match the same method and
+	// path (TestRoutesDoNotOverlap), so the order changes nothing else.
 	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
 	handle(http.MethodGet, "/.well-known/matrix/client", a.handle(a.wellKnownClient))

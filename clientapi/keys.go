@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/gorilla/mux"
-
 	"myelin/account"
 	"myelin/e2ee"
 	"myelin/internal/apierr"
@@ -38,14 +36,12 @@ const (
 
 // registerKeyRoutes adds the E2EE endpoints. Without an e2ee service they
 // are not served (404 M_UNRECOGNIZED).
-func (a *api) registerKeyRoutes(r *mux.Router, keys *e2ee.Service, v3 string) {
+func (a *api) registerKeyRoutes(r *httpapi.Routes, keys *e2ee.Service, v3 string) {
 	if keys == nil {
 		return
 	}
 	ka := &keysAPI{api: a, keys: keys}
-	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, h).Methods(method)
-	}
+	handle := r.Handle
 	handle(http.MethodPost, v3+"/keys/upload", a.authed(ka.upload))
 	handle(http.MethodPost, v3+"/keys/query", a.authed(ka.query))
 	handle(http.MethodPost, v3+"/keys/claim", a.authed(ka.claim))

@@ -23,14 +23,12 @@ type mediaAPI struct {
 // defaultWait is timeout_ms's default (the spec: 20 seconds).
 const defaultWait = 20 * time.Second
 
-func (a *api) registerMediaRoutes(r *mux.Router, svc *media.Service) {
+func (a *api) registerMediaRoutes(r *httpapi.Routes, svc *media.Service) {
 	if svc == nil {
 		return
 	}
 	m := &mediaAPI{api: a, media: svc}
-	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, h).Methods(method)
-	}
+	handle := r.Handle
 	const legacy, v1media, cv1 = "/_matrix/media/v3", "/_matrix/media/v1", "/_matrix/client/v1/media"
 	handle(http.MethodPost, legacy+"/upload", a.authed(m.upload))
 	handle(http.MethodPut, legacy+"/upload/{serverName}/{mediaId}", a.authed(m.uploadTo))

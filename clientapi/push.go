@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"myelin/account"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
@@ -26,14 +24,12 @@ type pushAPI struct {
 
 const maxPushBody = 64 << 10
 
-func (a *api) registerPushRoutes(r *mux.Router, push *notifications.Service, v3 string) {
+func (a *api) registerPushRoutes(r *httpapi.Routes, push *notifications.Service, v3 string) {
 	if push == nil {
 		return
 	}
 	pa := &pushAPI{api: a, push: push}
-	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, h).Methods(method)
-	}
+	handle := r.Handle
 	handle(http.MethodGet, v3+"/pushrules/", a.authed(pa.getAll))
 	handle(http.MethodGet, v3+"/pushrules/global/", a.authed(pa.getGlobal))
 	rule := v3 + "/pushrules/global/{kind}/{ruleId}"

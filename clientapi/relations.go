@@ -3,8 +3,6 @@ package clientapi
 import (
 	"net/http"
 
-	"github.com/gorilla/mux"
-
 	"myelin/account"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
@@ -13,12 +11,12 @@ import (
 
 // registerRelationRoutes adds the event-relationship endpoints (syncapi
 // serves them: they read the event log and render like /messages).
-func (sa *syncAPI) registerRelationRoutes(r *mux.Router, v1 string) {
+func (sa *syncAPI) registerRelationRoutes(r *httpapi.Routes, v1 string) {
 	const rel = "/rooms/{roomId}/relations/{eventId}"
 	for _, p := range []string{rel, rel + "/{relType}", rel + "/{relType}/{eventType}"} {
-		r.Handle(v1+p, sa.authed(sa.relations)).Methods(http.MethodGet)
+		r.Handle(http.MethodGet, v1+p, sa.authed(sa.relations))
 	}
-	r.Handle(v1+"/rooms/{roomId}/threads", sa.authed(sa.threads)).Methods(http.MethodGet)
+	r.Handle(http.MethodGet, v1+"/rooms/{roomId}/threads", sa.authed(sa.threads))
 }
 
 // relations is GET /v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].

@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gorilla/mux"
-
 	"myelin/account"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
@@ -36,7 +34,7 @@ type roomsAPI struct {
 
 // registerRoomRoutes adds the room, directory and space endpoints. Without
 // a roomserver they are not served (404 M_UNRECOGNIZED).
-func (a *api) registerRoomRoutes(r *mux.Router, rooms *roomserver.Service, v1, v3 string) {
+func (a *api) registerRoomRoutes(r *httpapi.Routes, rooms *roomserver.Service, v1, v3 string) {
 	if rooms == nil {
 		return
 	}
@@ -47,11 +45,9 @@ func (a *api) registerRoomRoutes(r *mux.Router, rooms *roomserver.Service, v1, v
 		joinLimit:   ratelimit.New(rl.Enabled, rl.JoinPerUser.PerSecond, rl.JoinPerUser.Burst, time.Now),
 		inviteLimit: ratelimit.New(rl.Enabled, rl.InvitePerUser.PerSecond, rl.InvitePerUser.Burst, time.Now),
 	}
-	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, h).Methods(method)
-	}
+	handle := r.Handle
 	const room = "/rooms/{roomId}"
-	// The most requested route first (see New).
+	// The most requested route first (see newRouter).
 	handle(http.MethodPut, v3+room+"/send/{eventType}/{txnId}", a.authed(ra.send))
 	handle(http.MethodPost, v3+"/createRoom", a.authed(ra.createRoom))
 	handle(http.MethodPost, v3+room+"/upgrade", a.authed(ra.upgrade))

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"myelin/account"
 	"myelin/internal/apierr"
 	"myelin/internal/httpapi"
@@ -24,14 +22,12 @@ type syncAPI struct {
 	sync *syncapi.Service
 }
 
-func (a *api) registerSyncRoutes(r *mux.Router, svc *syncapi.Service, v1, v3 string) {
+func (a *api) registerSyncRoutes(r *httpapi.Routes, svc *syncapi.Service, v1, v3 string) {
 	if svc == nil {
 		return
 	}
 	sa := &syncAPI{api: a, sync: svc}
-	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, h).Methods(method)
-	}
+	handle := r.Handle
 	const room = "/rooms/{roomId}"
 	const user = "/user/{userId}"
 	handle(http.MethodGet, v3+"/sync", a.authed(sa.syncHandler))
