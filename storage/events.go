@@ -526,9 +526,17 @@ func (r *Rooms) TxnIDsForEvents(ctx context.Context, userID, deviceID string, ni
 	return out, rows.Err()
 }
 
-// PruneTxns deletes transaction mappings created before beforeTS.
+// PruneTxns deletes transaction mappings created before beforeTS. Rows are
+// keyed by event_nid, and stream positions only grow, so event_nid order is
+// the order the rows were written: everything before the first row created
+// at or after beforeTS goes. That reads the rows it deletes plus one, with
+// no index on created_ts to keep up on every send for this hourly job. A
+// row stamped earlier than one before it (the wall clock stepped back)
+// waits for a later prune; none goes before its time.
 func (r *Rooms) PruneTxns(ctx context.Context, beforeTS int64) (int64, error) {
-	res, err := r.db.W.ExecContext(ctx, `DELETE FROM event_txns WHERE created_ts < $1`, beforeTS)
+	res, err := r.db.W.ExecContext(ctx, `DELETE FROM event_txns WHERE event_nid < COALESCE(
+		(SELECT event_nid FROM event_txns WHERE created_ts >= $1 ORDER BY event_nid LIMIT 1),
+		(SELECT MAX(event_nid) + 1 FROM event_txns))`, beforeTS)
 	if err != nil {
 		return 0, fmt.Errorf("prune txns: %w", err)
 	}

@@ -40,6 +40,27 @@ func migrationsUpTo(t *testing.T, dir string, last int) fs.FS {
 	return out
 }
 
+// openUpTo opens a throwaway database of engine ("sqlite" or "postgres")
+// migrated with that engine's files numbered at most last.
+func openUpTo(t *testing.T, engine string, last int) *storage.DB {
+	t.Helper()
+	var db *storage.DB
+	var err error
+	if engine == "sqlite" {
+		db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
+	} else {
+		db, err = postgres.Open(pgtest.DSN(t), 4)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, engine+"/migrations", last)).Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // TestCompactNotificationsMigration upgrades a database holding rows of
 // the old push_notifications layout (0030) and queued pushes (0032) with
 // 0033 and checks that counts, the list and the queue read them back.
@@ -157,21 +178,7 @@ func TestSharedNotificationsMigration(t *testing.T) {
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()
-			var db *storage.DB
-			var err error
-			dir := engine + "/migrations"
-			if engine == "sqlite" {
-				db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-			} else {
-				db, err = postgres.Open(pgtest.DSN(t), 4)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			if err := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, dir, 33)).Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			db := openUpTo(t, engine, 33)
 			exec := func(query string, args ...any) {
 				t.Helper()
 				if _, err := db.W.ExecContext(ctx, query, args...); err != nil {

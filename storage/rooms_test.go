@@ -243,6 +243,61 @@ func TestRoomsWriteAndRead(t *testing.T) {
 	})
 }
 
+// TestPruneTxnsInWriteOrder: pruning deletes the transaction IDs written
+// before the first one created at or after the cut-off, in event_nid order;
+// one stamped earlier than a row before it (the clock stepped back) stays
+// until a later prune, and none goes early.
+func TestPruneTxnsInWriteOrder(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		rs := storage.NewRooms(db)
+		defer rs.Close()
+		created := []int64{10, 20, 15, 30, 40, 50} // event_nids 2..7; 15 after 20: clock stepped back
+		w := &storage.RoomWrite{RoomNID: 1, NewRoom: &storage.RoomRow{NID: 1, RoomID: "!p:hs", Version: "12", Creator: "@a:hs"},
+			Events: []storage.NewEvent{{NID: 1, EventID: "$c", Type: "m.room.create", StateKey: sk(""), Sender: "@a:hs",
+				StateGroup: 1, JSON: []byte(`{}`)}},
+			Head: storage.RoomHead{StateGroup: 1, Depth: 7, LastEventNID: 7}}
+		for i, ts := range created {
+			nid := int64(i + 2)
+			w.Events = append(w.Events, storage.NewEvent{NID: nid, EventID: fmt.Sprintf("$m%d", nid), Type: "m.room.message",
+				Sender: "@a:hs", Depth: nid, StateGroup: 1, JSON: []byte(`{}`),
+				Txn: &storage.Txn{UserID: "@a:hs", DeviceID: "D", Scope: "send", TxnID: fmt.Sprintf("t%d", nid), CreatedTS: ts}})
+		}
+		applyBatch(t, rs, w)
+		for _, tc := range []struct {
+			before  int64
+			deleted int64
+			left    []int64 // event_nids whose transaction IDs remain
+		}{
+			{5, 0, []int64{2, 3, 4, 5, 6, 7}},
+			{18, 1, []int64{3, 4, 5, 6, 7}}, // 4 (15) waits behind 3 (20)
+			{35, 3, []int64{6, 7}},
+			{100, 2, nil},
+			{100, 0, nil},
+		} {
+			n, err := rs.PruneTxns(ctx, tc.before)
+			if err != nil || n != tc.deleted {
+				t.Fatalf("prune before %d: deleted %d (%v), want %d", tc.before, n, err, tc.deleted)
+			}
+			got, err := rs.TxnIDsForEvents(ctx, "@a:hs", "D", []int64{2, 3, 4, 5, 6, 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.left) {
+				t.Fatalf("prune before %d: left %v, want event_nids %v", tc.before, got, tc.left)
+			}
+			for _, nid := range tc.left {
+				if got[nid] != fmt.Sprintf("t%d", nid) {
+					t.Fatalf("prune before %d: left %v, want event_nids %v", tc.before, got, tc.left)
+				}
+				if _, err := rs.TxnEvent(ctx, "@a:hs", "D", 1, "send", fmt.Sprintf("t%d", nid)); err != nil {
+					t.Fatalf("prune before %d: txn of %d: %v", tc.before, nid, err)
+				}
+			}
+		}
+	})
+}
+
 func TestRoomsBatchRollback(t *testing.T) {
 	eachEngine(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
