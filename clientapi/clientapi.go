@@ -90,10 +90,11 @@ func newRouter(opts Options) (*httpapi.Routes, error) {
 
 	// Within a group gorilla/mux tries routes in registration order,
 	// matching each one's regular expression against the path: the room
-	// routes register send first. No two routes match the same method and
-	// path (TestRoutesDoNotOverlap), so the order changes nothing else.
-	a.registerSyncRoutes(r, opts.Sync, v1, v3)
+	// routes go first, send first among them, ahead of the sync service's
+	// routes under /rooms. No two routes match the same method and path
+	// (TestRoutesDoNotOverlap), so the order changes nothing else.
 	a.registerRoomRoutes(r, opts.Rooms, v1, v3)
+	a.registerSyncRoutes(r, opts.Sync, v1, v3)
 	handle(http.MethodGet, "/.well-known/matrix/client", a.handle(a.wellKnownClient))
 	handle(http.MethodGet, "/.well-known/matrix/server", a.handle(a.wellKnownServer))
 	handle(http.MethodGet, c+"/versions", a.handle(a.versions))

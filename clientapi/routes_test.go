@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"testing"
@@ -71,6 +72,27 @@ func TestRoutesDoNotOverlap(t *testing.T) {
 			if len(matched) != 1 || matched[0] != want.tmpl {
 				t.Errorf("%s %s matches %v, want only %s", want.method, path, matched, want.tmpl)
 			}
+		}
+	}
+}
+
+// BenchmarkSendRouting: a send request through the client API's real route
+// table, to the send handler's first answer (401: no access token), so the
+// figure is routing plus one small error body.
+func BenchmarkSendRouting(b *testing.B) {
+	cfg := config.Default()
+	r, err := newRouter(Options{Config: &cfg, Accounts: &account.Service{}, Rooms: &roomserver.Service{}, Sync: &syncapi.Service{},
+		Keys: &e2ee.Service{}, Push: &notifications.Service{}, Media: &media.Service{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPut, "/_matrix/client/v3/rooms/%21room%3Ahs/send/m.room.message/t1", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusUnauthorized {
+			b.Fatalf("send without a token answered %d", w.Code)
 		}
 	}
 }
