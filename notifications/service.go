@@ -236,16 +236,6 @@ func (s *Service) processBatch(ctx context.Context, after, upTo int64) (int64, e
 	return next, nil
 }
 
-// pushEvent is the part of an event push rules look at, in client form.
-type pushEvent struct {
-	Type     string          `json:"type"`
-	StateKey *string         `json:"state_key,omitempty"`
-	Sender   string          `json:"sender"`
-	RoomID   string          `json:"room_id"`
-	EventID  string          `json:"event_id"`
-	Content  json.RawMessage `json:"content"`
-}
-
 func (s *Service) local(userID string) bool {
 	return strings.HasSuffix(userID, ":"+s.opts.ServerName)
 }
@@ -312,13 +302,9 @@ func (s *Service) evaluate(ctx context.Context, rows []storage.StoredEvent) (sto
 		if len(recipients) == 0 && invitee == "" {
 			continue
 		}
-		js, err := json.Marshal(pushEvent{Type: e.Type, StateKey: e.StateKey, Sender: e.Sender, RoomID: e.RoomID, EventID: e.EventID, Content: e.Content})
+		pev, err := pushrules.NewEventOf(pushrules.Fields{Type: e.Type, StateKey: e.StateKey, Sender: e.Sender, RoomID: e.RoomID, EventID: e.EventID}, e.Content)
 		if err != nil {
-			return out, fmt.Errorf("encode event: %w", err)
-		}
-		pev, err := pushrules.NewEvent(js)
-		if err != nil {
-			continue // content that is not an object cannot match any rule
+			continue // content that is not JSON cannot match any rule
 		}
 		room := &pushrules.Room{MemberCount: st.joined, SenderPower: st.power(e.Sender), NotificationLevels: st.notifLevels}
 		all := recipients

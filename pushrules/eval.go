@@ -22,25 +22,77 @@ type Event struct {
 // NewEvent flattens an event's JSON (client or federation format: both
 // have type, sender, room_id, state_key and content at the top level).
 func NewEvent(js []byte) (*Event, error) {
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
 	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	if err := decodeNumbers(js, &m); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
-	ev := &Event{flat: map[string]any{}, arrays: map[string][]any{}, lower: map[string]string{}}
+	ev := newEvent()
 	ev.walk("", m)
+	ev.finish()
+	return ev, nil
+}
+
+// Fields are the top-level properties of an event that rules can read,
+// besides its content.
+type Fields struct {
+	Type     string
+	StateKey *string // nil for a non-state event
+	Sender   string
+	RoomID   string
+	EventID  string
+}
+
+// NewEventOf prepares the event NewEvent would for an event of those fields
+// and content, without the caller encoding the whole event for NewEvent to
+// decode it again: only the content is decoded (the notifications consumer
+// prepares every event it stores, and that round trip was 3% of the send
+// path's CPU).
+func NewEventOf(f Fields, content json.RawMessage) (*Event, error) {
+	var c any
+	if len(content) > 0 {
+		if err := decodeNumbers(content, &c); err != nil {
+			return nil, fmt.Errorf("decode content: %w", err)
+		}
+	}
+	ev := newEvent()
+	ev.flat["type"], ev.flat["sender"], ev.flat["room_id"], ev.flat["event_id"] = f.Type, f.Sender, f.RoomID, f.EventID
+	if f.StateKey != nil {
+		ev.flat["state_key"] = *f.StateKey
+	}
+	ev.add("content", c)
+	ev.finish()
+	return ev, nil
+}
+
+// decodeNumbers decodes JSON keeping numbers as json.Number, so integer
+// comparisons (event_property_is) see the value as written.
+func decodeNumbers(js []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+func newEvent() *Event {
+	return &Event{flat: map[string]any{}, arrays: map[string][]any{}, lower: map[string]string{}}
+}
+
+// finish caches the body, which the default content rules all read.
+func (ev *Event) finish() {
 	if b, ok := ev.flat["content.body"].(string); ok {
 		ev.body, ev.bodyLower, ev.hasBody = b, strings.ToLower(b), true
 	}
-	return ev, nil
 }
+
+// keyEscaper escapes a key for a dot-separated path. Built once: clients
+// put dotted keys such as "m.mentions" in most messages, and building a
+// Replacer per key was two thirds of preparing such an event's memory.
+var keyEscaper = strings.NewReplacer(`\`, `\\`, `.`, `\.`)
 
 func escapeKey(k string) string {
 	if !strings.ContainsAny(k, `.\`) {
 		return k
 	}
-	return strings.NewReplacer(`\`, `\\`, `.`, `\.`).Replace(k)
+	return keyEscaper.Replace(k)
 }
 
 func (ev *Event) walk(prefix string, m map[string]any) {
@@ -49,21 +101,27 @@ func (ev *Event) walk(prefix string, m map[string]any) {
 		if prefix != "" {
 			path = prefix + "." + path
 		}
-		switch v := v.(type) {
-		case map[string]any:
-			ev.walk(path, v)
-		case []any:
-			var scalars []any
-			for _, e := range v {
-				switch e.(type) {
-				case string, json.Number, bool, nil:
-					scalars = append(scalars, e)
-				}
+		ev.add(path, v)
+	}
+}
+
+// add records the value at path: objects are walked, arrays keep their
+// scalar elements, scalars are stored as they are.
+func (ev *Event) add(path string, v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		ev.walk(path, v)
+	case []any:
+		var scalars []any
+		for _, e := range v {
+			switch e.(type) {
+			case string, json.Number, bool, nil:
+				scalars = append(scalars, e)
 			}
-			ev.arrays[path] = scalars
-		default:
-			ev.flat[path] = v
 		}
+		ev.arrays[path] = scalars
+	default:
+		ev.flat[path] = v
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 )
 
@@ -197,6 +198,55 @@ func TestUserRulesCRUD(t *testing.T) {
 	}
 }
 
+// TestNewEventOfMatchesNewEvent: an event prepared from its fields and
+// content is the one NewEvent prepares from the whole event's JSON.
+func TestNewEventOfMatchesNewEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		f       Fields
+		content string
+	}{
+		{"message", Fields{Type: "m.room.message", Sender: "@bob:hs", RoomID: "!r:hs", EventID: "$e"},
+			`{"msgtype":"m.text","body":"Hello Rex","m.mentions":{"user_ids":["@a:hs",5,{"x":1}],"room":true}}`},
+		{"state, empty key", Fields{Type: "m.room.name", StateKey: ptr(""), Sender: "@bob:hs", RoomID: "!r:hs", EventID: "$e"},
+			`{"name":"Surgery"}`},
+		{"member", Fields{Type: "m.room.member", StateKey: ptr("@a:hs"), Sender: "@bob:hs", RoomID: "!r:hs", EventID: "$e"},
+			`{"membership":"invite","displayname":null,"n":12345678901234567890}`},
+		{"dotted keys", Fields{Type: "x.y", Sender: "@bob:hs", RoomID: "!r:hs", EventID: "$e"},
+			`{"a.b":{"c\\d":"v"},"list":[]}`},
+		{"content null", Fields{Type: "x", Sender: "@b:hs", RoomID: "!r:hs", EventID: "$e"}, `null`},
+		{"content absent", Fields{Type: "x", Sender: "@b:hs", RoomID: "!r:hs", EventID: "$e"}, ``},
+		{"content an array", Fields{Type: "x", Sender: "@b:hs", RoomID: "!r:hs", EventID: "$e"}, `["a",1]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			whole := map[string]any{"type": tc.f.Type, "sender": tc.f.Sender, "room_id": tc.f.RoomID, "event_id": tc.f.EventID}
+			if tc.f.StateKey != nil {
+				whole["state_key"] = *tc.f.StateKey
+			}
+			content := json.RawMessage(tc.content)
+			if tc.content == "" {
+				content = nil
+			}
+			whole["content"] = content
+			js, err := json.Marshal(whole)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ev(t, string(js))
+			got, err := NewEventOf(tc.f, content)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("from fields %+v\nfrom JSON   %+v", got, want)
+			}
+		})
+	}
+	if _, err := NewEventOf(Fields{Type: "x"}, json.RawMessage(`{"body":`)); err == nil {
+		t.Fatal("truncated content accepted")
+	}
+}
+
 func ptr(s string) *string { return &s }
 
 func BenchmarkEvaluateDefaultRules(b *testing.B) {
@@ -227,4 +277,29 @@ func BenchmarkEvaluatePerMember(b *testing.B) {
 			b.Fatal("no notify")
 		}
 	}
+}
+
+// BenchmarkPrepareEvent: the notifications consumer's old way (encode the
+// event's fields and content, then NewEvent) against NewEventOf.
+func BenchmarkPrepareEvent(b *testing.B) {
+	f := Fields{Type: "m.room.message", Sender: "@bob:example.org", RoomID: "!r:example.org", EventID: "$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
+	content := json.RawMessage(`{"msgtype":"m.text","body":"good morning, could someone check the x-ray for Rex?","m.mentions":{"user_ids":["@carol:example.org"]}}`)
+	b.Run("encode_then_decode", func(b *testing.B) {
+		for b.Loop() {
+			js, err := json.Marshal(map[string]any{"type": f.Type, "sender": f.Sender, "room_id": f.RoomID, "event_id": f.EventID, "content": content})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := NewEvent(js); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("from_fields", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := NewEventOf(f, content); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
