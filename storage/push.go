@@ -171,7 +171,7 @@ func (p *Push) storeBatch(ctx context.Context, inTx func(context.Context, func(*
 		}
 		// Deliveries to the users' HTTP pushers commit with the
 		// notifications: none is lost, none is queued twice.
-		if err := p.enqueuePushes(ctx, tx, append(inserted, shared...), roomNIDs, time.Now().UnixMilli()); err != nil {
+		if err := p.enqueuePushes(ctx, tx, inserted, shared, roomNIDs, time.Now().UnixMilli()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_positions (name, pos) VALUES ($1, $2)

@@ -121,10 +121,10 @@ func storeMemberships(ctx context.Context, tx *sql.Tx, ms []JoinChange, roomNIDs
 const sharedPerInsert = 50
 
 // storeShared inserts the shared rows and their skips, and returns the
-// plain notifications of the rows actually inserted (not replayed), for
-// the push queue.
-func storeShared(ctx context.Context, tx *sql.Tx, ss []SharedNotification, roomNIDs map[string]int64) ([]Notification, error) {
-	var queued []Notification
+// rows actually inserted (not replayed), whose Notified users the push
+// queue expands only if some HTTP pusher exists.
+func storeShared(ctx context.Context, tx *sql.Tx, ss []SharedNotification, roomNIDs map[string]int64) ([]SharedNotification, error) {
+	var added []SharedNotification
 	for chunk := range slices.Chunk(ss, sharedPerInsert) {
 		var b strings.Builder
 		b.WriteString(`INSERT INTO push_shared (room_nid, event_nid, thread_id, sender) VALUES `)
@@ -141,21 +141,21 @@ func storeShared(ctx context.Context, tx *sql.Tx, ss []SharedNotification, roomN
 		if err != nil {
 			return nil, fmt.Errorf("store shared notifications: %w", err)
 		}
-		added := map[int64]bool{}
+		inserted := map[int64]bool{}
 		for rows.Next() {
 			var nid int64
 			if err := rows.Scan(&nid); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("store shared notifications: %w", err)
 			}
-			added[nid] = true
+			inserted[nid] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("store shared notifications: %w", err)
 		}
 		for _, s := range chunk {
-			if !added[s.EventNID] {
+			if !inserted[s.EventNID] {
 				continue
 			}
 			for skips := range slices.Chunk(s.Skipped, notificationsPerInsert) {
@@ -168,12 +168,10 @@ func storeShared(ctx context.Context, tx *sql.Tx, ss []SharedNotification, roomN
 					return nil, fmt.Errorf("store notification skips: %w", err)
 				}
 			}
-			for _, u := range s.Notified {
-				queued = append(queued, Notification{UserID: u, EventNID: s.EventNID, RoomID: s.RoomID, ThreadID: s.ThreadID, Actions: []byte(defaultActions)})
-			}
+			added = append(added, s)
 		}
 	}
-	return queued, nil
+	return added, nil
 }
 
 // skipInsertSQL inserts one push_skips row per user ($3…$(2+n)) of the

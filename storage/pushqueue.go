@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // PushQueue is the durable push delivery queue: one row per notification
@@ -42,10 +43,11 @@ type QueuedPush struct {
 }
 
 // enqueuePushes queues one delivery per HTTP pusher of each notification's
-// user, inside the transaction that stores the notifications (ns are the
-// rows that transaction actually inserted).
-func (p *Push) enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification, roomNIDs map[string]int64, now int64) error {
-	if len(ns) == 0 {
+// user, inside the transaction that stores the notifications (explicit and
+// shared are the rows that transaction actually inserted; a shared row's
+// notifications are its Notified users).
+func (p *Push) enqueuePushes(ctx context.Context, tx *sql.Tx, explicit []Notification, shared []SharedNotification, roomNIDs map[string]int64, now int64) error {
+	if len(explicit) == 0 && len(shared) == 0 {
 		return nil
 	}
 	switch p.db.httpPushers.Load() {
@@ -62,6 +64,14 @@ func (p *Push) enqueuePushes(ctx context.Context, tx *sql.Tx, ns []Notification,
 			return nil
 		}
 		p.db.httpPushers.CompareAndSwap(pushersUnknown, pushersSome)
+	}
+	// Expanded only here, past the pusher check: a shared row stands for
+	// every member it plainly notified (49 in a 50-member room).
+	ns := slices.Clip(explicit)
+	for _, s := range shared {
+		for _, u := range s.Notified {
+			ns = append(ns, Notification{UserID: u, EventNID: s.EventNID, RoomID: s.RoomID, ThreadID: s.ThreadID})
+		}
 	}
 	users := map[string]bool{}
 	var list []string
