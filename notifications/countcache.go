@@ -136,19 +136,24 @@ func (c *countCache) advance(after, next int64, marks *roomMarks, b storage.Noti
 	if len(b.Explicit) == 0 && len(b.Shared) == 0 {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Deltas only for cached (user, room) pairs: most notified members have
+	// no entry (nobody asked for their counts lately), and gathering every
+	// member's delta first was a map entry per member per message.
 	deltas := map[countKey][]countDelta{}
 	for _, n := range b.Explicit {
-		k := countKey{n.UserID, n.RoomID}
-		deltas[k] = append(deltas[k], countDelta{n.EventNID, n.ThreadID, n.Highlight})
+		if k := (countKey{n.UserID, n.RoomID}); c.entries.Has(k) {
+			deltas[k] = append(deltas[k], countDelta{n.EventNID, n.ThreadID, n.Highlight})
+		}
 	}
 	for _, sh := range b.Shared {
 		for _, u := range sh.Notified {
-			k := countKey{u, sh.RoomID}
-			deltas[k] = append(deltas[k], countDelta{sh.EventNID, sh.ThreadID, false})
+			if k := (countKey{u, sh.RoomID}); c.entries.Has(k) {
+				deltas[k] = append(deltas[k], countDelta{sh.EventNID, sh.ThreadID, false})
+			}
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for k, ds := range deltas {
 		e, ok := c.entries.Get(k)
 		if !ok {

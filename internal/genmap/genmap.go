@@ -28,6 +28,15 @@ func (g *Map[K, V]) Get(k K) (V, bool) {
 	return v, ok
 }
 
+// Has reports whether k has a value, without moving it.
+func (g *Map[K, V]) Has(k K) bool {
+	if _, ok := g.cur[k]; ok {
+		return true
+	}
+	_, ok := g.old[k]
+	return ok
+}
+
 // Put stores k's value in the current generation.
 func (g *Map[K, V]) Put(k K, v V) {
 	if len(g.cur) >= g.size {

@@ -28,6 +28,16 @@ func TestMap(t *testing.T) {
 			m.Put(5, "e")
 		}, 1, true},
 		{"never stored", func(m *Map[int, string]) { m.Put(1, "a") }, 9, false},
+		{"Has does not move an old entry forward", func(m *Map[int, string]) {
+			m.Put(1, "a")
+			m.Put(2, "b")
+			m.Put(3, "c") // 1, 2 old
+			if !m.Has(1) || m.Has(9) {
+				panic("Has answered wrong")
+			}
+			m.Put(4, "d") // rotates: 3, 4 old; 1 dropped
+			m.Put(5, "e")
+		}, 1, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := New[int, string](2)
