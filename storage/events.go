@@ -505,23 +505,29 @@ func (r *Rooms) TxnIDsForEvents(ctx context.Context, userID, deviceID string, ni
 	if len(nids) == 0 {
 		return out, nil
 	}
-	args := []any{userID, deviceID}
+	args := make([]any, 0, len(nids))
 	for _, n := range nids {
 		args = append(args, n)
 	}
-	rows, err := r.db.R.QueryContext(ctx, `SELECT event_nid, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2
-		AND event_nid IN (`+placeholders(3, len(nids))+`)`, args...)
+	// By event_nid alone, the sender compared here: with user_id and
+	// device_id in the WHERE clause SQLite's planner reads every
+	// transaction of that device through the unique key index instead of
+	// looking the few events up by their key.
+	rows, err := r.db.R.QueryContext(ctx, `SELECT event_nid, txn_id, user_id, device_id FROM event_txns
+		WHERE event_nid IN (`+placeholders(1, len(nids))+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read txn ids: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var nid int64
-		var id string
-		if err := rows.Scan(&nid, &id); err != nil {
+		var id, user, device string
+		if err := rows.Scan(&nid, &id, &user, &device); err != nil {
 			return nil, fmt.Errorf("read txn ids: %w", err)
 		}
-		out[nid] = id
+		if user == userID && device == deviceID {
+			out[nid] = id
+		}
 	}
 	return out, rows.Err()
 }

@@ -100,6 +100,11 @@ func TestRoomsWriteAndRead(t *testing.T) {
 		if err != nil || len(txns) != 1 || txns[3] != "t1" {
 			t.Fatalf("txn ids %v %v", txns, err)
 		}
+		for _, other := range [][2]string{{"@a:hs", "OTHER"}, {"@b:hs", "DEV"}} {
+			if txns, err := rs.TxnIDsForEvents(ctx, other[0], other[1], []int64{1, 2, 3}); err != nil || len(txns) != 0 {
+				t.Fatalf("txn ids of %v: %v %v", other, txns, err)
+			}
+		}
 		a, err := rs.AliasByName(ctx, "#r:hs")
 		if err != nil || a.RoomID != "!r:hs" {
 			t.Fatalf("alias %+v %v", a, err)
