@@ -11,6 +11,21 @@ import (
 
 const alice = "@alice:example.org"
 
+// NewEvent is the reference the tests describe events with: the whole
+// event's JSON (client or federation format), flattened as NewEventOf
+// flattens the fields and content it is given
+// (TestNewEventOfMatchesNewEvent).
+func NewEvent(js []byte) (*Event, error) {
+	var m map[string]any
+	if err := decodeNumbers(js, &m); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	ev := newEvent()
+	ev.walk("", m)
+	ev.finish()
+	return ev, nil
+}
+
 func ev(t testing.TB, js string) *Event {
 	t.Helper()
 	e, err := NewEvent([]byte(js))
@@ -199,7 +214,7 @@ func TestUserRulesCRUD(t *testing.T) {
 }
 
 // TestNewEventOfMatchesNewEvent: an event prepared from its fields and
-// content is the one NewEvent prepares from the whole event's JSON.
+// content is the one the whole event's JSON flattens to.
 func TestNewEventOfMatchesNewEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -280,7 +295,8 @@ func BenchmarkEvaluatePerMember(b *testing.B) {
 }
 
 // BenchmarkPrepareEvent: the notifications consumer's old way (encode the
-// event's fields and content, then NewEvent) against NewEventOf.
+// event's fields and content, then decode the whole event, as NewEvent
+// here does) against NewEventOf.
 func BenchmarkPrepareEvent(b *testing.B) {
 	f := Fields{Type: "m.room.message", Sender: "@bob:example.org", RoomID: "!r:example.org", EventID: "$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
 	content := json.RawMessage(`{"msgtype":"m.text","body":"good morning, could someone check the x-ray for Rex?","m.mentions":{"user_ids":["@carol:example.org"]}}`)
@@ -300,6 +316,32 @@ func BenchmarkPrepareEvent(b *testing.B) {
 			if _, err := NewEventOf(f, content); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// FuzzNewEventOf: event content is untrusted input (clients and other
+// servers write it). Preparing it never panics; content that is one JSON
+// value flattens as the whole event's JSON does.
+func FuzzNewEventOf(f *testing.F) {
+	for _, c := range []string{`{"body":"hi","m.mentions":{"user_ids":["@a:hs"]}}`, `null`, `[1,"a",{"b":2}]`,
+		`{"a.b":{"c\\d":1e400}}`, `{"x":`, `"s"`, ``} {
+		f.Add([]byte(c))
+	}
+	fields := Fields{Type: "m.room.message", StateKey: ptr(""), Sender: "@b:hs", RoomID: "!r:hs", EventID: "$e"}
+	f.Fuzz(func(t *testing.T, content []byte) {
+		got, err := NewEventOf(fields, content)
+		if err != nil || !json.Valid(content) {
+			return
+		}
+		whole := fmt.Sprintf(`{"type":%q,"state_key":"","sender":%q,"room_id":%q,"event_id":%q,"content":%s}`,
+			fields.Type, fields.Sender, fields.RoomID, fields.EventID, content)
+		want, err := NewEvent([]byte(whole))
+		if err != nil {
+			t.Fatalf("whole event of valid content %q: %v", content, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("content %q: from fields %+v, whole event %+v", content, got, want)
 		}
 	})
 }

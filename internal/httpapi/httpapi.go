@@ -1,6 +1,7 @@
 // Package httpapi owns the mechanics shared by every HTTP surface of the
-// server: the router defaults the spec needs, strict size-limited JSON
-// decoding, JSON and error rendering, CORS, and per-route metrics.
+// server: the router defaults the spec needs, the route table grouped by
+// path prefix (Routes), strict size-limited JSON decoding, JSON and error
+// rendering, CORS, and per-route metrics.
 //
 // Errors are rendered in exactly one place (WriteError): handlers return
 // errors, the Handler adapter renders them.
