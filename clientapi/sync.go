@@ -125,9 +125,7 @@ func (sa *syncAPI) syncHandler(w http.ResponseWriter, r *http.Request, c *accoun
 	}
 	// The response is written as encoded, not through WriteJSON:
 	// json.Marshal would scan every event again (syncapi/encode.go).
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp.AppendJSON(make([]byte, 0, 4096)))
+	httpapi.WriteEncoded(w, http.StatusOK, resp.AppendJSON(make([]byte, 0, 4096)))
 	return nil
 }
 

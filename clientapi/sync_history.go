@@ -28,7 +28,7 @@ func (sa *syncAPI) messages(w http.ResponseWriter, r *http.Request, c *account.C
 	if err != nil {
 		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, resp)
+	httpapi.WriteEncoded(w, http.StatusOK, resp.AppendJSON(nil))
 	return nil
 }
 

@@ -288,3 +288,33 @@ func appendRaw(buf []byte, raw json.RawMessage) []byte {
 	}
 	return append(buf, raw...)
 }
+
+// MarshalJSON encodes the page; see AppendJSON.
+func (r *MessagesResponse) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+// AppendJSON appends the /messages page's JSON encoding to buf, the events
+// copied as rendered. Writing a page through json.Marshal re-scanned every
+// event and was a sixth of the server's CPU in back-pagination.
+func (r *MessagesResponse) AppendJSON(buf []byte) []byte {
+	n := 64 + len(r.Start) + len(r.End)
+	for _, e := range r.Chunk {
+		n += len(e) + 1
+	}
+	for _, e := range r.State {
+		n += len(e) + 1
+	}
+	buf = slices.Grow(buf, n)
+	buf = append(buf, `{"start":`...)
+	buf = appendString(buf, r.Start)
+	if r.End != "" {
+		buf = append(buf, `,"end":`...)
+		buf = appendString(buf, r.End)
+	}
+	buf = append(buf, `,"chunk":`...)
+	buf = appendEvents(buf, r.Chunk)
+	if len(r.State) > 0 {
+		buf = append(buf, `,"state":`...)
+		buf = appendEvents(buf, r.State)
+	}
+	return append(buf, '}')
+}

@@ -145,6 +145,38 @@ func TestResponseAppendJSON(t *testing.T) {
 	}
 }
 
+// plainMessages is MessagesResponse without its MarshalJSON: encoding/json's
+// rendering, the reference AppendJSON must match.
+type plainMessages MessagesResponse
+
+func TestMessagesResponseAppendJSON(t *testing.T) {
+	ev := func(s string) json.RawMessage { return json.RawMessage(s) }
+	for _, tc := range []struct {
+		name string
+		r    *MessagesResponse
+	}{
+		{"zero value", &MessagesResponse{}},
+		{"empty page, history exhausted", &MessagesResponse{Start: "s12", Chunk: []json.RawMessage{}}},
+		{"page with end", &MessagesResponse{Start: "s12", End: "s2", Chunk: []json.RawMessage{
+			ev(`{"type":"m.room.message","content":{"body":"<\u00e9>"}}`), ev(`{"type":"m.room.name","state_key":"","content":{}}`)}}},
+		{"lazy-loaded members", &MessagesResponse{Start: "s\"9", End: "s1", Chunk: []json.RawMessage{ev(`{"type":"m.room.message","content":{}}`)},
+			State: []json.RawMessage{ev(`{"type":"m.room.member","state_key":"@a:x","content":{"membership":"join"}}`)}}},
+		{"empty state is omitted", &MessagesResponse{Start: "s3", Chunk: []json.RawMessage{}, State: []json.RawMessage{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := json.Marshal((*plainMessages)(tc.r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameJSON(t, tc.r.AppendJSON(nil), want)
+			prefix := []byte("x")
+			if got := tc.r.AppendJSON(prefix); string(got[:1]) != "x" {
+				t.Fatalf("AppendJSON did not append to its buffer: %s", got)
+			}
+		})
+	}
+}
+
 // TestEncoderCoversFields fails when a field is added to a type the
 // hand-written encoders write, so the encoder is updated with it.
 func TestEncoderCoversFields(t *testing.T) {
@@ -154,7 +186,7 @@ func TestEncoderCoversFields(t *testing.T) {
 	}{
 		{Response{}, 8}, {Rooms{}, 4}, {JoinedRoom{}, 8}, {LeftRoom{}, 4}, {InvitedRoom{}, 1}, {KnockedRoom{}, 1},
 		{Timeline{}, 3}, {EventBatch{}, 1}, {NotificationCounts{}, 2}, {roomserver.ClientEvent{}, 9},
-		{roomserver.Unsigned{}, 7},
+		{roomserver.Unsigned{}, 7}, {MessagesResponse{}, 4},
 	} {
 		if got := reflect.TypeOf(tc.v).NumField(); got != tc.fields {
 			t.Errorf("%T has %d fields, the encoder in encode.go writes %d: update it", tc.v, got, tc.fields)

@@ -119,9 +119,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		slog.Error("encode response", "err", err)
 		status, b = http.StatusInternalServerError, []byte(`{"errcode":"M_UNKNOWN","error":"Internal server error"}`)
 	}
+	WriteEncoded(w, status, b)
+}
+
+// WriteEncoded writes body, already valid JSON, as the response. Handlers
+// whose answers are mostly stored events (/sync, /messages) encode them
+// with their own appenders and write them here: json.Marshal would
+// re-validate every event it copies.
+func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_, _ = w.Write(body)
 }
 
 // WriteError renders err as a Matrix standard error response. Anything that
