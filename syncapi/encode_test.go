@@ -3,6 +3,7 @@ package syncapi
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"myelin/roomserver"
@@ -192,4 +193,36 @@ func TestEncoderCoversFields(t *testing.T) {
 			t.Errorf("%T has %d fields, the encoder in encode.go writes %d: update it", tc.v, got, tc.fields)
 		}
 	}
+}
+
+// BenchmarkMessagesPageEncode writes a 100-event /messages page with its
+// appender and, for comparison, with json.Marshal (what the handler did
+// before: it re-validates and compacts every event).
+func BenchmarkMessagesPageEncode(b *testing.B) {
+	ce := roomserver.ClientEvent{
+		Content:        json.RawMessage(`{"body":"` + strings.Repeat("x", 100) + `","msgtype":"m.text","m.mentions":{}}`),
+		EventID:        "$" + strings.Repeat("a", 43),
+		OriginServerTS: 1_700_000_000_000,
+		Sender:         "@loaduser7:localhost",
+		Type:           "m.room.message",
+		Unsigned:       &roomserver.Unsigned{Age: 1234},
+	}
+	page := &MessagesResponse{Start: "s4021", End: "s3921"}
+	for range 100 {
+		page.Chunk = append(page.Chunk, appendClientEvent(nil, ce, "join", false))
+	}
+	b.Run("AppendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = page.AppendJSON(nil)
+		}
+	})
+	b.Run("json.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal((*plainMessages)(page)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
