@@ -98,11 +98,12 @@ func (h *historyScan) scan(ctx context.Context, from, bound int64, backwards boo
 	}
 	// The first read asks for one row past the page: when every event is
 	// visible and passes the filter, which is the common case, that is all
-	// the page costs (reading twice the page, as this once did, parsed a
-	// hundred events nobody was sent). Each further read doubles, so a
-	// filter that drops most events still finishes in a few reads.
+	// the page costs (reading twice the page for it, as this once did,
+	// parsed a hundred events nobody was sent). Further reads, when a
+	// filter or history visibility dropped events, take twice the page,
+	// so one request's work stays bounded as before.
 	pageSize := min(limit+1, maxEventLimit+1)
-	for pages := 0; pages < historyScanPages; pages, pageSize = pages+1, min(2*pageSize, maxEventLimit+1) {
+	for pages := 0; pages < historyScanPages; pages, pageSize = pages+1, min(max(2*limit, 20), maxEventLimit+1) {
 		var rows []storage.StoredEvent
 		var err error
 		if backwards {
