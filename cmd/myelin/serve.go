@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -29,23 +27,6 @@ import (
 // run after SIGTERM before connections are closed.
 const shutdownGrace = 10 * time.Second
 
-// defaultGCPercent is the collector's target (GOGC) unless the
-// environment sets one. A server's live heap is small next to what a
-// burst of requests allocates, so at Go's default of 100 the collector
-// ran every few milliseconds under sends; 200 halves its runs for a few
-// MB more resident memory after load (docs/performance.md, change 30).
-const defaultGCPercent = 200
-
-// setGCPercent applies defaultGCPercent when the operator has not chosen
-// a GOGC; it reports the value in effect for the start-up log.
-func setGCPercent(env func(string) string) string {
-	if v := env("GOGC"); v != "" {
-		return v
-	}
-	debug.SetGCPercent(defaultGCPercent)
-	return strconv.Itoa(defaultGCPercent)
-}
-
 func cmdServe(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
@@ -57,7 +38,6 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	log.Info("garbage collector target", "gogc", setGCPercent(os.Getenv))
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
