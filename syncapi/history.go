@@ -102,8 +102,8 @@ func (h *historyScan) scan(ctx context.Context, from, bound int64, backwards boo
 	// parsed a hundred events nobody was sent). Further reads, when a
 	// filter or history visibility dropped events, take twice the page,
 	// so one request's work stays bounded as before.
-	pageSize := min(limit+1, maxEventLimit+1)
-	for pages := 0; pages < historyScanPages; pages, pageSize = pages+1, min(max(2*limit, 20), maxEventLimit+1) {
+	pageSize, laterReads := min(limit+1, maxEventLimit+1), min(max(2*limit, 20), maxEventLimit+1)
+	for pages := 0; pages < historyScanPages; pages, pageSize = pages+1, laterReads {
 		var rows []storage.StoredEvent
 		var err error
 		if backwards {
