@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"myelin/config"
 )
@@ -321,6 +322,10 @@ func TestRoomHierarchy(t *testing.T) {
 				"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}}}}}})
 		link := func(parent, child string, content map[string]any) {
 			s.expect(s.do("PUT", roomPath(parent, "/state/m.space.child/"+esc(child)), alice, content), 200, "")
+			// Children without an order sort by their link's
+			// origin_server_ts, then by room ID: links a millisecond
+			// apart keep the order this test makes them in.
+			time.Sleep(2 * time.Millisecond)
 		}
 		via := []any{"test.local"}
 		link(space, b, map[string]any{"via": via})
