@@ -36,10 +36,29 @@ var migrations embed.FS
 // foreign_keys is off by default in SQLite; synchronous=FULL makes an
 // acknowledged commit survive power loss (NORMAL in WAL mode does not);
 // _txlock=immediate takes the write lock at BEGIN so a transaction never
-// fails half-way on a lock upgrade.
+// fails half-way on a lock upgrade; cache_size: see the constants below.
 func Open(path string, maxReaders int) (*storage.DB, error) {
 	return OpenWith(path, maxReaders, Options{})
 }
+
+// The page cache sizes, in KiB. modernc.org/sqlite builds SQLite with
+// SQLITE_ENABLE_MEMORY_MANAGEMENT, so all connections' page caches are one
+// process-wide pool whose size is the sum of every open cache's
+// cache_size (main and temp databases alike), and a connection at its own
+// limit takes the pool's least recently used page from whichever
+// connection holds it. With SQLite's default of 2,000 KiB each, the
+// writer's cache kept growing into the share the readers did not use —
+// 10 caches, ~20 MB of pool, each 4 KiB page in an 8 KiB slot of modernc's
+// allocator — and RSS climbed through the whole 10-minute soak
+// (docs/performance.md). A reader gains little from its share: in WAL mode
+// a connection drops its whole cache when it starts a read after another
+// connection committed, so under load it never holds more than one
+// transaction's pages. So the writer's cache is the pool, and the readers
+// and temp databases keep a small share each.
+const (
+	writerCacheKiB = 1024
+	otherCacheKiB  = 64
+)
 
 // Options are the settings an operator may change.
 type Options struct {
@@ -71,12 +90,14 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 	} else {
 		common.Add("_pragma", "synchronous(FULL)")
 	}
+	common.Add("_pragma", fmt.Sprintf("temp.cache_size(-%d)", otherCacheKiB))
 
 	wq := url.Values{}
 	for k, v := range common {
 		wq[k] = append([]string(nil), v...)
 	}
 	wq.Set("_txlock", "immediate")
+	wq.Add("_pragma", fmt.Sprintf("cache_size(-%d)", writerCacheKiB))
 	// SQLite parses "file:" names as URIs: escape the path so '?', '#' and
 	// '%' in a directory name cannot cut it short (and lose the pragmas).
 	uri := "file:" + (&url.URL{Path: path}).EscapedPath()
@@ -98,6 +119,7 @@ func openWith(path string, maxReaders int, o Options, cacheSize int) (*storage.D
 		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
+	rq.Add("_pragma", fmt.Sprintf("cache_size(-%d)", otherCacheKiB))
 	r, err := openPositional(uri+"?"+rq.Encode(), cacheSize, false)
 	if err != nil {
 		w.Close()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -30,6 +31,10 @@ func TestOpenSetsPragmas(t *testing.T) {
 		{db.W, "PRAGMA busy_timeout", "10000"},
 		{db.R, "PRAGMA foreign_keys", "1"},
 		{db.R, "PRAGMA query_only", "1"},
+		{db.W, "PRAGMA cache_size", strconv.Itoa(-writerCacheKiB)},
+		{db.W, "PRAGMA temp.cache_size", strconv.Itoa(-otherCacheKiB)},
+		{db.R, "PRAGMA cache_size", strconv.Itoa(-otherCacheKiB)},
+		{db.R, "PRAGMA temp.cache_size", strconv.Itoa(-otherCacheKiB)},
 	} {
 		var got string
 		if err := tc.pool.QueryRowContext(ctx, tc.query).Scan(&got); err != nil {
