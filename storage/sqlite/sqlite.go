@@ -54,7 +54,9 @@ func Open(path string, maxReaders int) (*storage.DB, error) {
 // a connection drops its whole cache when it starts a read after another
 // connection committed, so under load it never holds more than one
 // transaction's pages. So the writer's cache is the pool, and the readers
-// and temp databases keep a small share each.
+// and temp databases keep a small share each. (A sort still keeps up to
+// 1 MB in memory before it spills to a temporary file: SQLite's sorter
+// takes the larger of that and cache_size.)
 const (
 	writerCacheKiB = 1024
 	otherCacheKiB  = 64
