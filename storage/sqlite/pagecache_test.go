@@ -34,7 +34,7 @@ func pageCachePoolBytes(t *testing.T) int64 {
 var statusOut [2]int64
 
 // TestPageCachePoolBounded writes many times the writer's cache while the
-// readers scan everything, and checks that the page cache pool ends within
+// readers read what it wrote, and checks that the page cache pool ends within
 // the caches' configured sizes: the writer's plus the small share of each
 // reader and temp database (see writerCacheKiB). With SQLite's default
 // sizes the writer's cache alone outgrows that, and it keeps taking the
