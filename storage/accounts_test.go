@@ -20,28 +20,33 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // PostgreSQL: the conformance suite for the portable SQL.
 func eachEngine(t *testing.T, fn func(t *testing.T, db *storage.DB)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) {
-		db, err := sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, db)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		db, err := postgres.Open(pgtest.DSN(t), 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, db)
-	})
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			db := openEngine(t, engine)
+			if err := db.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			fn(t, db)
+		})
+	}
+}
+
+// openEngine opens a throwaway, unmigrated database of engine ("sqlite" or
+// "postgres"), closed when the test ends.
+func openEngine(t *testing.T, engine string) *storage.DB {
+	t.Helper()
+	var db *storage.DB
+	var err error
+	if engine == "sqlite" {
+		db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
+	} else {
+		db, err = postgres.Open(pgtest.DSN(t), 4)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func strp(s string) *string { return &s }

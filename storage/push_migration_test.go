@@ -11,10 +11,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"myelin/internal/pgtest"
 	"myelin/storage"
-	"myelin/storage/postgres"
-	"myelin/storage/sqlite"
 )
 
 // migrationsUpTo is an engine's migration files numbered at most last.
@@ -44,17 +41,7 @@ func migrationsUpTo(t *testing.T, dir string, last int) fs.FS {
 // migrated with that engine's files numbered at most last.
 func openUpTo(t *testing.T, engine string, last int) *storage.DB {
 	t.Helper()
-	var db *storage.DB
-	var err error
-	if engine == "sqlite" {
-		db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-	} else {
-		db, err = postgres.Open(pgtest.DSN(t), 4)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openEngine(t, engine)
 	if err := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, engine+"/migrations", last)).Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -65,31 +52,10 @@ func openUpTo(t *testing.T, engine string, last int) *storage.DB {
 // the old push_notifications layout (0030) and queued pushes (0032) with
 // 0033 and checks that counts, the list and the queue read them back.
 func TestCompactNotificationsMigration(t *testing.T) {
-	open := map[string]func(t *testing.T) (*storage.DB, string){
-		"sqlite": func(t *testing.T) (*storage.DB, string) {
-			db, err := sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return db, "sqlite/migrations"
-		},
-		"postgres": func(t *testing.T) (*storage.DB, string) {
-			db, err := postgres.Open(pgtest.DSN(t), 4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return db, "postgres/migrations"
-		},
-	}
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()
-			db, dir := open[engine](t)
-			t.Cleanup(func() { db.Close() })
-			old := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, dir, 32))
-			if err := old.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			db := openUpTo(t, engine, 32)
 			exec := func(query string, args ...any) {
 				t.Helper()
 				if _, err := db.W.ExecContext(ctx, query, args...); err != nil {

@@ -3,12 +3,10 @@ package storage_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"myelin/storage"
-	"myelin/storage/sqlite"
 )
 
 func textEvent(nid int64, typ, sender, key, text string) storage.NewEvent {
@@ -279,15 +277,7 @@ func TestSearchCatchUp(t *testing.T) {
 // and the indexer starts after them.
 func TestSearchIndexerMigration(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	old := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, "sqlite/migrations", 50))
-	if err := old.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := openUpTo(t, "sqlite", 50)
 	rs := storage.NewRooms(db)
 	searchFixture(t, rs)
 	if err := db.Migrate(ctx); err != nil {
