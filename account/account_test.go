@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +12,7 @@ import (
 	"myelin/config"
 	"myelin/internal/apierr"
 	"myelin/internal/pgtest"
-	"myelin/storage"
-	"myelin/storage/postgres"
-	"myelin/storage/sqlite"
+	"myelin/storage/storagetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -35,29 +32,9 @@ func testConfig() *config.Config {
 
 // eachEngine runs fn with a service on a fresh SQLite and PostgreSQL database.
 func eachEngine(t *testing.T, mutate func(*config.Config), fn func(t *testing.T, s *Service, c *clock)) {
-	for _, engine := range []string{"sqlite", "postgres"} {
+	for _, engine := range storagetest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			var (
-				db  *storage.DB
-				err error
-			)
-			if engine == "sqlite" {
-				dir, derr := os.MkdirTemp("", "account-")
-				if derr != nil {
-					t.Fatal(derr)
-				}
-				t.Cleanup(func() { os.RemoveAll(dir) })
-				db, err = sqlite.Open(filepath.Join(dir, "a.db"), 2)
-			} else {
-				db, err = postgres.Open(pgtest.DSN(t), 2)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			if err := db.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			db := storagetest.OpenMigrated(t, engine, 2)
 			cfg := testConfig()
 			if mutate != nil {
 				mutate(cfg)

@@ -2,13 +2,11 @@ package clientapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +18,7 @@ import (
 	"myelin/internal/httpapi"
 	"myelin/internal/pgtest"
 	"myelin/storage"
-	"myelin/storage/postgres"
-	"myelin/storage/sqlite"
+	"myelin/storage/storagetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -59,33 +56,9 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 // mutate adjusts the config before the server is built.
 func eachEngine(t *testing.T, mutate func(*config.Config), fn func(t *testing.T, s *server)) {
 	t.Helper()
-	for _, engine := range []string{"sqlite", "postgres"} {
+	for _, engine := range storagetest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			var (
-				db  *storage.DB
-				err error
-			)
-			if engine == "sqlite" {
-				// Not t.TempDir(): a repeated subtest name gets a "#01"
-				// suffix, and sqlite.Open puts the path in a file: URI
-				// unescaped, where "#" starts a fragment.
-				dir, derr := os.MkdirTemp("", "clientapi-")
-				if derr != nil {
-					t.Fatal(derr)
-				}
-				t.Cleanup(func() { os.RemoveAll(dir) })
-				db, err = sqlite.Open(filepath.Join(dir, "test.db"), 4)
-			} else {
-				db, err = postgres.Open(pgtest.DSN(t), 4)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			if err := db.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			fn(t, newServer(t, db, mutate))
+			fn(t, newServer(t, storagetest.OpenMigrated(t, engine, 4), mutate))
 		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -18,8 +17,7 @@ import (
 	"myelin/internal/apierr"
 	"myelin/internal/pgtest"
 	"myelin/storage"
-	"myelin/storage/postgres"
-	"myelin/storage/sqlite"
+	"myelin/storage/storagetest"
 )
 
 // Nothing the tests start (the roomserver's workers and writer that the device-list
@@ -42,24 +40,9 @@ type env struct {
 // eachEngine runs fn on SQLite and on PostgreSQL.
 func eachEngine(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Helper()
-	for _, engine := range []string{"sqlite", "postgres"} {
+	for _, engine := range storagetest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			var (
-				db  *storage.DB
-				err error
-			)
-			if engine == "sqlite" {
-				db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-			} else {
-				db, err = postgres.Open(pgtest.DSN(t), 4)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			if err := db.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			db := storagetest.OpenMigrated(t, engine, 4)
 			svc, err := New(Options{DB: db, ServerName: server})
 			if err != nil {
 				t.Fatal(err)

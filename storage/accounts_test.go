@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"myelin/internal/pgtest"
 	"myelin/storage"
-	"myelin/storage/postgres"
-	"myelin/storage/sqlite"
+	"myelin/storage/storagetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -20,33 +18,11 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // PostgreSQL: the conformance suite for the portable SQL.
 func eachEngine(t *testing.T, fn func(t *testing.T, db *storage.DB)) {
 	t.Helper()
-	for _, engine := range []string{"sqlite", "postgres"} {
+	for _, engine := range storagetest.Engines {
 		t.Run(engine, func(t *testing.T) {
-			db := openEngine(t, engine)
-			if err := db.Migrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			fn(t, db)
+			fn(t, storagetest.OpenMigrated(t, engine, 4))
 		})
 	}
-}
-
-// openEngine opens a throwaway, unmigrated database of engine ("sqlite" or
-// "postgres"), closed when the test ends.
-func openEngine(t *testing.T, engine string) *storage.DB {
-	t.Helper()
-	var db *storage.DB
-	var err error
-	if engine == "sqlite" {
-		db, err = sqlite.Open(filepath.Join(t.TempDir(), "test.db"), 4)
-	} else {
-		db, err = postgres.Open(pgtest.DSN(t), 4)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 func strp(s string) *string { return &s }

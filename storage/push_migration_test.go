@@ -12,6 +12,7 @@ import (
 	"testing/fstest"
 
 	"myelin/storage"
+	"myelin/storage/storagetest"
 )
 
 // migrationsUpTo is an engine's migration files numbered at most last.
@@ -41,7 +42,7 @@ func migrationsUpTo(t *testing.T, dir string, last int) fs.FS {
 // migrated with that engine's files numbered at most last.
 func openUpTo(t *testing.T, engine string, last int) *storage.DB {
 	t.Helper()
-	db := openEngine(t, engine)
+	db := storagetest.Open(t, engine, 4)
 	if err := storage.New(db.Engine, db.W, db.R, migrationsUpTo(t, engine+"/migrations", last)).Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -3,33 +3,18 @@ package storage_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
-	"myelin/internal/pgtest"
 	"myelin/storage"
-	"myelin/storage/postgres"
-	"myelin/storage/sqlite"
+	"myelin/storage/storagetest"
 )
 
 // eachEngineB is eachEngine for benchmarks: a fresh migrated database per
 // engine.
 func eachEngineB(b *testing.B, fn func(b *testing.B, db *storage.DB)) {
-	open := map[string]func(b *testing.B) (*storage.DB, error){
-		"sqlite":   func(b *testing.B) (*storage.DB, error) { return sqlite.Open(filepath.Join(b.TempDir(), "bench.db"), 4) },
-		"postgres": func(b *testing.B) (*storage.DB, error) { return postgres.Open(pgtest.DSN(b), 4) },
-	}
-	for _, engine := range []string{"sqlite", "postgres"} {
+	for _, engine := range storagetest.Engines {
 		b.Run(engine, func(b *testing.B) {
-			db, err := open[engine](b)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { db.Close() })
-			if err := db.Migrate(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			fn(b, db)
+			fn(b, storagetest.OpenMigrated(b, engine, 4))
 		})
 	}
 }
